@@ -1,0 +1,31 @@
+# The two commands of a new user: `make quickstart` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: quickstart test test-gpu lint install clean
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+quickstart: $(STAMP)
+	$(BIN)/prunetune trial --arch resnet20 --data digits --keep 0.7
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not gpu" tests
+
+test-gpu: $(STAMP)
+	$(BIN)/python -m pytest -m gpu tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf runs mlruns .pytest_cache

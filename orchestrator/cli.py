@@ -1,0 +1,128 @@
+"""The ``prunetune`` command. Every known bad input exits 2 with one clear message."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+
+from trials.errors import UserError
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from trials.cost import count_cost
+    from trials.groups import build_graph
+    from trials.models import create_model, default_input_size
+
+    side = args.input_size or default_input_size(args.arch)
+    model = create_model(args.arch, num_classes=args.num_classes, in_channels=args.in_channels)
+    shape = (args.in_channels, side, side)
+    cost = count_cost(model, shape)
+    graph = build_graph(model, shape, args.arch)
+    if args.format == "json":
+        out = {
+            "arch": args.arch,
+            "input_shape": list(shape),
+            "macs": cost.macs,
+            "params": cost.params,
+            "groups": [
+                {
+                    "name": g.name,
+                    "channels": g.channels,
+                    "stage": g.stage,
+                    "members": list(g.members),
+                    "consumers": list(g.consumers),
+                }
+                for g in graph.groups
+            ],
+        }
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"{args.arch}  input {shape}  MACs {cost.macs / 1e6:.2f} M  params {cost.params / 1e6:.3f} M")
+    print(f"{len(graph.groups)} channel groups (a search varies the kept count of each):\n")
+    width = max(len(g.name) for g in graph.groups)
+    print(f"{'group':<{width}}  {'channels':>8}  {'stage':>5}  members")
+    for g in graph.groups:
+        members = ", ".join(g.members)
+        print(f"{g.name:<{width}}  {g.channels:>8}  {g.stage:>5}  {members}")
+    return 0
+
+
+def _trial(args: argparse.Namespace) -> int:
+    """Train (or load) a baseline, run one trial at a uniform keep ratio, print metrics."""
+    from trials.baseline import ModelInfo, save_checkpoint, train_baseline
+    from trials.data import DataConfig
+    from trials.train import FinetuneConfig
+    from trials.trial import TrialConfig, resolve_device, run_trial
+
+    data = DataConfig(name=args.data, root=args.data_root)
+    baseline = args.baseline
+    if baseline is None:
+        from trials.data import load_train_val
+
+        splits = load_train_val(data)
+        info = ModelInfo(args.arch, splits.num_classes, splits.in_channels, splits.image_size)
+        print(f"training a {args.arch} baseline on {args.data} for {args.baseline_epochs} epochs ...")
+        model, metrics = train_baseline(
+            info, data, FinetuneConfig(epochs=args.baseline_epochs, lr=0.1), resolve_device(args.device)
+        )
+        baseline = str(save_checkpoint(args.out, model, info, metrics=metrics))
+        print(f"baseline val_accuracy {metrics['val_accuracy']:.4f}, saved to {baseline}")
+    cfg = TrialConfig(
+        arch=args.arch,
+        baseline=baseline,
+        data=data,
+        keep=args.keep,
+        criterion=args.criterion,
+        adaptive_bn_batches=args.adaptive_bn,
+        device=args.device,
+        finetune=FinetuneConfig(epochs=args.epochs, lr=args.lr),
+    )
+    result = run_trial(cfg, report=lambda m: print(f"  epoch {m['epoch']}: val_accuracy {m['val_accuracy']:.4f}"))
+    result.pop("state_dict")
+    print(json.dumps({k: v for k, v in result.items() if k != "spec"}, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="prunetune", description="Search per-layer filter counts of a trained CNN.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("inspect", help="list the channel groups a search will vary")
+    p.add_argument("arch")
+    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--in-channels", type=int, default=3)
+    p.add_argument("--input-size", type=int, default=None)
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=_inspect)
+
+    p = sub.add_parser("trial", help="run one trial: prune a baseline to a uniform keep ratio, fine-tune, measure")
+    p.add_argument("--arch", default="resnet20")
+    p.add_argument("--data", default="digits")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--baseline", default=None, help="checkpoint path; trained first when absent")
+    p.add_argument("--baseline-epochs", type=float, default=15)
+    p.add_argument("--out", default="runs/baseline.pt", help="where a trained baseline is saved")
+    p.add_argument("--keep", type=float, default=0.7)
+    p.add_argument("--criterion", default="l1")
+    p.add_argument("--adaptive-bn", type=int, default=10, help="BN recalibration batches (0: off)")
+    p.add_argument("--epochs", type=float, default=2)
+    p.add_argument("--lr", type=float, default=0.02)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_trial)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except UserError as exc:
+        print(f"prunetune: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

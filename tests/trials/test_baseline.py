@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from trials.baseline import ModelInfo, load_model, save_checkpoint
+from trials.errors import UserError
+from trials.models import create_model
+from trials.prune import prune
+from trials.spec import ChannelSpec
+
+INFO = ModelInfo("resnet20", 10, 3, 32)
+
+
+def test_checkpoint_round_trip_of_a_pruned_network(tmp_path):
+    spec = ChannelSpec({"conv1": 5, "layer2.1.conv1": 9}, "resnet20")
+    model = prune(create_model("resnet20"), spec, "l1")
+    path = save_checkpoint(tmp_path / "p.pt", model, INFO, spec, {"val_accuracy": 0.5})
+    loaded, loaded_spec = load_model(path, INFO)
+    assert loaded_spec == spec
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(loaded.eval()(x), model.eval()(x))
+
+
+def test_bare_state_dict_loads(tmp_path):
+    model = create_model("resnet20")
+    torch.save(model.state_dict(), tmp_path / "bare.pt")
+    loaded, spec = load_model(tmp_path / "bare.pt", INFO)
+    assert spec is None and torch.equal(loaded.fc.weight, model.fc.weight)
+
+
+def test_wrong_architecture_and_non_checkpoints_are_clear_errors(tmp_path):
+    save_checkpoint(tmp_path / "r32.pt", create_model("resnet32"), ModelInfo("resnet32", 10, 3, 32))
+    with pytest.raises(UserError, match="checkpoint of 'resnet32', not of 'resnet20'"):
+        load_model(tmp_path / "r32.pt", INFO)
+    torch.save(create_model("resnet32").state_dict(), tmp_path / "bare32.pt")
+    with pytest.raises(UserError, match="does not fit this architecture"):
+        load_model(tmp_path / "bare32.pt", INFO)
+    (tmp_path / "junk.pt").write_text("not a checkpoint")
+    with pytest.raises(UserError, match="not a loadable weights-only checkpoint"):
+        load_model(tmp_path / "junk.pt", INFO)
+    with pytest.raises(UserError, match="no checkpoint file"):
+        load_model(tmp_path / "missing.pt", INFO)
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_pickled_code_is_refused(tmp_path):
+    torch.save({"state_dict": {}, "payload": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(UserError, match="weights-only"):
+        load_model(tmp_path / "evil.pt", INFO)

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from trials.data import DataConfig, load_test, load_train_val, stratified_split
+from trials.errors import UserError
+
+
+def test_stratified_split_is_seeded_disjoint_and_balanced():
+    labels = np.repeat(np.arange(5), [100, 50, 40, 30, 20])
+    keep, held = stratified_split(labels, 0.2, seed=3)
+    assert not set(keep) & set(held) and len(keep) + len(held) == len(labels)
+    for c, n in enumerate([100, 50, 40, 30, 20]):
+        assert (labels[held] == c).sum() == round(n * 0.2)
+    again = stratified_split(labels, 0.2, seed=3)
+    assert np.array_equal(again[1], held) and not np.array_equal(stratified_split(labels, 0.2, seed=4)[1], held)
+
+
+def test_digits_ships_inside_the_package_and_upsamples():
+    splits = load_train_val(DataConfig(name="digits", image_size=24, batch_size=64))
+    x, y = next(iter(splits.train))
+    assert x.shape == (64, 1, 24, 24) and y.dtype == torch.long
+    assert (splits.num_classes, splits.in_channels, splits.image_size) == (10, 1, 24)
+    assert splits.train.num_samples + splits.val.num_samples + load_test(DataConfig()).num_samples == 1797
+
+
+def test_validation_and_test_never_overlap_training():
+    cfg = DataConfig(name="digits", augment=False)
+    splits, test = load_train_val(cfg), load_test(cfg)
+
+    def rows(loader):
+        return {tuple(r.flatten().round(decimals=4).tolist()) for x, _ in loader for r in x}
+
+    train, val, held = rows(splits.train), rows(splits.val), rows(test)
+    assert not (val & train) and not (held & train) and not (held & val)
+
+
+def test_missing_roots_say_which_files_to_put_where(tmp_path):
+    with pytest.raises(UserError, match="cifar-10-batches-py"):
+        load_train_val(DataConfig(name="cifar10", root=str(tmp_path)))
+    with pytest.raises(UserError, match="train_32x32.mat"):
+        load_train_val(DataConfig(name="svhn", root=None))
+    with pytest.raises(UserError, match="one sub-folder of images per class"):
+        load_train_val(DataConfig(name="imagefolder", root=str(tmp_path)))
+    with pytest.raises(UserError, match="data.name 'mnist' is unknown"):
+        load_train_val(DataConfig(name="mnist"))
+
+
+def test_imagefolder_carves_validation_from_train(tmp_path):
+    from PIL import Image
+
+    for part in ("train", "val"):
+        for c in ("cat", "dog"):
+            (tmp_path / part / c).mkdir(parents=True)
+            for i in range(10):
+                Image.fromarray(np.full((40, 40, 3), i * 20, np.uint8)).save(tmp_path / part / c / f"{i}.png")
+    cfg = DataConfig(
+        name="imagefolder", root=str(tmp_path), image_size=32, batch_size=4, num_workers=0, val_fraction=0.2
+    )
+    splits = load_train_val(cfg)
+    assert len(splits.val.dataset) == 4 and splits.num_classes == 2
+    x, _ = next(iter(splits.train))
+    assert x.shape == (4, 3, 32, 32)
+    assert len(load_test(cfg).dataset) == 20

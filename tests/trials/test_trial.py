@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import ast
+import math
+import pathlib
+
+import pytest
+import torch
+
+from trials.data import DataConfig
+from trials.errors import TrialFailed, UserError
+from trials.models import create_model
+from trials.spec import ChannelSpec
+from trials.train import FinetuneConfig
+from trials.trial import TrialConfig, run_trial
+
+DATA = DataConfig(name="synthetic", batch_size=64, synthetic_train=640)
+
+
+def _config(**kw):
+    base = create_model("resnet20").state_dict()
+    kw.setdefault("finetune", FinetuneConfig(epochs=2, lr=0.05))
+    return TrialConfig(arch="resnet20", baseline=base, data=DATA, device="cpu", **kw)
+
+
+def test_run_trial_reports_each_epoch_and_returns_final_metrics():
+    reports = []
+    result = run_trial(_config(keep=0.5, adaptive_bn_batches=2, latency_batch_size=2), reports.append)
+    assert [r["epoch"] for r in reports] == [1, 2]
+    assert result["val_accuracy"] == reports[-1]["val_accuracy"]
+    for key in ("val_accuracy", "val_loss", "macs", "params", "macs_ratio", "latency_ms"):
+        assert math.isfinite(result[key])
+    assert 0.2 < result["macs_ratio"] < 0.3 and result["macs"] < result["baseline_macs"]
+    assert set(result["spec"]["channels"]) and max(result["spec"]["channels"].values()) <= 32
+
+
+def test_run_trial_honours_an_exact_spec():
+    spec = ChannelSpec({"conv1": 4, "layer3.2.conv1": 17})
+    result = run_trial(_config(spec=spec, finetune=FinetuneConfig(steps=2)))
+    assert result["spec"]["channels"] == {"conv1": 4, "layer3.2.conv1": 17}
+    assert result["state_dict"]["layer3.2.conv1.weight"].shape[0] == 17
+
+
+def test_nan_ends_the_trial_with_a_failure_not_a_nan_metric():
+    with pytest.raises(TrialFailed):
+        run_trial(_config(keep=0.5, finetune=FinetuneConfig(steps=4, lr=1e12)))
+
+
+def test_spec_and_keep_together_is_a_user_error():
+    with pytest.raises(UserError, match="either spec or keep"):
+        run_trial(_config(keep=0.5, spec=ChannelSpec({"conv1": 4})))
+
+
+def test_trials_package_imports_neither_ray_nor_mlflow():
+    root = pathlib.Path(__file__).resolve().parents[2] / "trials"
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            assert not any(n.split(".")[0] in ("ray", "mlflow") for n in names), path
+
+
+def test_baseline_of_wrong_shape_is_a_user_error():
+    cfg = _config(keep=0.5)
+    cfg.baseline = create_model("resnet32").state_dict()
+    with pytest.raises(UserError, match="does not fit"):
+        run_trial(cfg)
+    assert torch.is_grad_enabled()

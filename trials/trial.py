@@ -1,0 +1,132 @@
+"""One trial: prune the baseline to a configuration, briefly fine-tune, measure.
+
+``run_trial(config, report)`` is all the orchestrator calls; it has no Ray and no
+MLflow in it, so every step runs and is tested on a CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from itertools import islice
+
+import torch
+from torch import nn
+
+from trials.baseline import ModelInfo, load_model, load_weights
+from trials.cost import count_cost, measure_latency
+from trials.data import DataConfig, load_train_val
+from trials.errors import TrialFailed, UserError
+from trials.groups import build_graph
+from trials.models import create_model
+from trials.prune import apply_spec
+from trials.spec import ChannelSpec
+from trials.train import FinetuneConfig, evaluate, finetune, recalibrate_bn
+
+Report = Callable[[dict], None]
+
+
+@dataclass
+class TrialConfig:
+    arch: str
+    baseline: Mapping[str, torch.Tensor] | str  # a state_dict, or a checkpoint path
+    data: DataConfig = field(default_factory=DataConfig)
+    spec: ChannelSpec | None = None  # exact counts per group ...
+    keep: float | Mapping[str, float] | None = None  # ... or keep ratios (one, or per group)
+    round_to: int = 1
+    criterion: str = "l1"
+    taylor_batches: int = 4
+    adaptive_bn_batches: int = 0  # > 0: recalibrate BN before fine-tuning and evaluation
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    latency_batch_size: int | None = None  # set to also measure latency
+    device: str = "auto"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"trial.device '{name}': no CUDA device is available here")
+    return torch.device(name)
+
+
+def _baseline_model(cfg: TrialConfig, info: ModelInfo) -> nn.Module:
+    if isinstance(cfg.baseline, str):
+        return load_model(cfg.baseline, info)[0]
+    model = create_model(info.arch, num_classes=info.num_classes, in_channels=info.in_channels)
+    return load_weights(model, dict(cfg.baseline), "the baseline state_dict")
+
+
+def _target_spec(cfg: TrialConfig, groups: list) -> ChannelSpec:
+    if cfg.spec is not None and cfg.keep is not None:
+        raise UserError("trial: give either spec or keep ratios, not both")
+    if cfg.spec is not None:
+        return ChannelSpec(dict(cfg.spec.channels), cfg.arch)
+    return ChannelSpec.from_ratios(groups, 1.0 if cfg.keep is None else cfg.keep, cfg.round_to, cfg.arch)
+
+
+def _finite(metrics: dict, where: str) -> dict:
+    for k, v in metrics.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            raise TrialFailed(f"{where}: metric '{k}' is {v}")
+    return metrics
+
+
+def run_trial(config: TrialConfig, report: Report | None = None) -> dict:
+    """Prune, optionally recalibrate BN, fine-tune, evaluate, count; return final metrics.
+
+    ``report(metrics)`` is called after each fine-tuning epoch with the epoch's val
+    metrics. The result holds ``val_accuracy``, ``val_loss``, ``macs``, ``params``,
+    ``macs_ratio``, ``params_ratio`` and ``spec`` (a dict); a NaN loss raises
+    ``TrialFailed``.
+    """
+    t0 = time.perf_counter()
+    device = resolve_device(config.device)
+    torch.manual_seed(config.finetune.seed)
+    splits = load_train_val(config.data, device)
+    side = splits.image_size
+    shape = (splits.in_channels, side, side)
+    info = ModelInfo(config.arch, splits.num_classes, splits.in_channels, side)
+    model = _baseline_model(config, info)
+    base = count_cost(model, shape)
+
+    graph = build_graph(model, shape, config.arch)
+    spec = _target_spec(config, graph.groups)
+    batches = None
+    if config.criterion == "taylor":
+        batches = [(x.cpu(), y.cpu()) for x, y in islice(splits.train, config.taylor_batches)]
+    apply_spec(graph, spec, config.criterion, batches=batches, seed=config.finetune.seed)
+    model = copy.deepcopy(model)  # drop the graph's hooks and references before training
+    del graph
+    cost = count_cost(model, shape)
+
+    def on_epoch(epoch: int, train_loss: float) -> None:
+        if config.adaptive_bn_batches:
+            recalibrate_bn(model, splits.train, config.adaptive_bn_batches, device)
+        m = _finite(evaluate(model, splits.val, device), f"epoch {epoch}")
+        if report is not None:
+            report({"epoch": epoch, "train_loss": train_loss, "val_accuracy": m["accuracy"], "val_loss": m["loss"]})
+
+    if config.adaptive_bn_batches:
+        recalibrate_bn(model, splits.train, config.adaptive_bn_batches, device)
+    finetune(model, splits.train, config.finetune, device, on_epoch)
+    final = _finite(evaluate(model, splits.val, device), "final evaluation")
+    result = {
+        "val_accuracy": final["accuracy"],
+        "val_loss": final["loss"],
+        "macs": cost.macs,
+        "params": cost.params,
+        "macs_ratio": cost.macs / base.macs,
+        "params_ratio": cost.params / base.params,
+        "baseline_macs": base.macs,
+        "baseline_params": base.params,
+        "spec": spec.to_dict(),
+        "trial_seconds": time.perf_counter() - t0,
+    }
+    if config.latency_batch_size:
+        result["latency_ms"] = measure_latency(model, shape, config.latency_batch_size, device)
+    result["state_dict"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return result
