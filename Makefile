@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 quickstart: $(STAMP)
-	$(BIN)/prunetune trial --arch resnet20 --data digits --keep 0.7
+	$(BIN)/prunetune search examples/quickstart.yaml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not gpu" tests

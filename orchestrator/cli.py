@@ -85,6 +85,47 @@ def _trial(args: argparse.Namespace) -> int:
     return 0
 
 
+def _search(args: argparse.Namespace) -> int:
+    from orchestrator.config import load_config
+    from orchestrator.progress import format_rows
+
+    overrides = list(args.set or [])
+    if args.address:
+        overrides.append(f"cluster.address={args.address}")
+    if args.tracking_uri:
+        overrides.append(f"tracking.uri={args.tracking_uri}")
+    cfg = load_config(args.config, overrides)
+    from orchestrator.search import run_search
+
+    rows = run_search(cfg, resume=args.resume)
+    front = [r for r in rows if r["pareto"]]
+    print(f"\nPareto front of '{cfg.name}' ({len(front)} of {len(rows)} finished trials):")
+    print(format_rows(front))
+    uri = cfg.tracking.uri or "sqlite:///mlflow.db"
+    print(f"\nSee it in the MLflow UI: mlflow ui --backend-store-uri {uri}")
+    return 0
+
+
+def _pareto(args: argparse.Namespace) -> int:
+    from orchestrator.progress import format_rows
+    from orchestrator.tracking import read_front, rows_to_csv
+
+    rows, baseline = read_front(args.tracking_uri, args.experiment)
+    front = rows if args.all else [r for r in rows if r["pareto"]]
+    if args.format == "json":
+        print(json.dumps({"baseline": baseline, "trials": front}, indent=2))
+    elif args.format == "csv":
+        print(rows_to_csv(front), end="")
+    else:
+        print(format_rows(front))
+    if args.plot:
+        from orchestrator.plots import write_html, write_png
+
+        writer = write_html if args.plot.endswith(".html") else write_png
+        writer(rows, args.plot, f"{args.experiment}: MACs against val accuracy", baseline)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="prunetune", description="Search per-layer filter counts of a trained CNN.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -96,6 +137,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=int, default=None)
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(func=_inspect)
+
+    p = sub.add_parser("search", help="run a search from a YAML config")
+    p.add_argument("config")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key by dotted path")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: start Ray here)")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: sqlite:///mlflow.db)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted search")
+    p.set_defaults(func=_search)
+
+    p = sub.add_parser("pareto", help="print the Pareto front of a search, read from MLflow")
+    p.add_argument("experiment")
+    p.add_argument("--tracking-uri", default=None)
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p.add_argument("--all", action="store_true", help="every finished trial, not only the front")
+    p.add_argument("--plot", default=None, metavar="FILE", help="write a plot: .html (plotly) or .png")
+    p.set_defaults(func=_pareto)
 
     p = sub.add_parser("trial", help="run one trial: prune a baseline to a uniform keep ratio, fine-tune, measure")
     p.add_argument("--arch", default="resnet20")

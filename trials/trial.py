@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from trials.baseline import ModelInfo, load_model, load_weights
+from trials.budget import project_ratios
 from trials.cost import count_cost, measure_latency
 from trials.data import DataConfig, load_train_val
 from trials.errors import TrialFailed, UserError
@@ -37,6 +38,9 @@ class TrialConfig:
     spec: ChannelSpec | None = None  # exact counts per group ...
     keep: float | Mapping[str, float] | None = None  # ... or keep ratios (one, or per group)
     round_to: int = 1
+    macs_target: float | None = None  # budget mode: scale keep ratios to this fraction of baseline MACs
+    keep_min: float = 0.05  # bounds of the scaled ratios in budget mode
+    keep_max: float = 1.0
     criterion: str = "l1"
     taylor_batches: int = 4
     adaptive_bn_batches: int = 0  # > 0: recalibrate BN before fine-tuning and evaluation
@@ -95,6 +99,18 @@ def run_trial(config: TrialConfig, report: Report | None = None) -> dict:
 
     graph = build_graph(model, shape, config.arch)
     spec = _target_spec(config, graph.groups)
+    if config.macs_target is not None:
+        raw = config.keep if isinstance(config.keep, Mapping) else spec.ratios(graph.groups)
+        spec, _ = project_ratios(
+            graph,
+            raw,
+            config.macs_target * base.macs,
+            keep_min=config.keep_min,
+            keep_max=config.keep_max,
+            round_to=config.round_to,
+            arch=config.arch,
+            num_classes=info.num_classes,
+        )
     batches = None
     if config.criterion == "taylor":
         batches = [(x.cpu(), y.cpu()) for x, y in islice(splits.train, config.taylor_batches)]
@@ -103,20 +119,32 @@ def run_trial(config: TrialConfig, report: Report | None = None) -> dict:
     del graph
     cost = count_cost(model, shape)
 
+    last: dict = {}  # the latest epoch's evaluation is the trial's final one
+
     def on_epoch(epoch: int, train_loss: float) -> None:
         if config.adaptive_bn_batches:
             recalibrate_bn(model, splits.train, config.adaptive_bn_batches, device)
         m = _finite(evaluate(model, splits.val, device), f"epoch {epoch}")
+        last.update(m, epoch=epoch)
         if report is not None:
-            report({"epoch": epoch, "train_loss": train_loss, "val_accuracy": m["accuracy"], "val_loss": m["loss"]})
+            report(
+                {
+                    "epoch": epoch,
+                    "train_loss": train_loss,
+                    "val_accuracy": m["accuracy"],
+                    "val_loss": m["loss"],
+                    "macs": cost.macs,
+                    "macs_ratio": cost.macs / base.macs,
+                }
+            )
 
     if config.adaptive_bn_batches:
         recalibrate_bn(model, splits.train, config.adaptive_bn_batches, device)
     finetune(model, splits.train, config.finetune, device, on_epoch)
-    final = _finite(evaluate(model, splits.val, device), "final evaluation")
     result = {
-        "val_accuracy": final["accuracy"],
-        "val_loss": final["loss"],
+        "val_accuracy": last["accuracy"],
+        "val_loss": last["loss"],
+        "epoch": last["epoch"],
         "macs": cost.macs,
         "params": cost.params,
         "macs_ratio": cost.macs / base.macs,

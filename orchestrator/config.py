@@ -1,0 +1,194 @@
+"""Search config: one YAML file, validated once into typed objects.
+
+``load_config(path, overrides)`` reads the YAML, applies ``--set dotted.key=value``
+overrides and validates. Unknown keys and bad values raise ``UserError`` naming the key;
+the inside of prunetune never re-checks a config.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from trials.criteria import CRITERIA
+from trials.data import DATASETS, DataConfig
+from trials.errors import UserError
+from trials.train import FinetuneConfig
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSection(_Strict):
+    arch: str = "resnet20"
+
+
+class DataSection(_Strict):
+    name: Literal[DATASETS] = "digits"  # type: ignore[valid-type]
+    root: str | None = None
+    image_size: int | None = Field(None, ge=8)
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    seed: int = 0
+    num_workers: int = Field(4, ge=0)
+
+
+class BaselineSection(_Strict):
+    path: str | None = None  # a checkpoint; trained (and saved under storage) when absent
+    epochs: float = Field(15, gt=0)
+    lr: float = Field(0.1, gt=0)
+    batch_size: int = Field(128, ge=1)
+
+
+class SearchSection(_Strict):
+    mode: Literal["front", "budget"] = "front"
+    macs_target: float | None = Field(None, gt=0, lt=1)  # budget mode: fraction of baseline MACs kept
+    granularity: Literal["layer", "stage"] = "layer"
+    keep_min: float = Field(0.25, gt=0, le=1)
+    keep_max: float = Field(1.0, gt=0, le=1)
+    keep_step: float = Field(0.05, gt=0, le=1)
+    round_to: int = Field(1, ge=1)
+    sampler: Literal["nsga2", "tpe", "random"] = "nsga2"
+    population_size: int | None = Field(None, ge=2)  # NSGA-II; default from num_trials
+    num_trials: int = Field(16, ge=1)
+    max_concurrent: int = Field(2, ge=1)
+    warm_start: list[float] = [0.5, 0.75, 1.0]  # uniform keep ratios evaluated first
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> SearchSection:
+        if self.keep_min > self.keep_max:
+            raise ValueError(f"keep_min {self.keep_min} is above keep_max {self.keep_max}")
+        if self.mode == "budget" and self.macs_target is None:
+            raise ValueError("budget mode needs macs_target (the fraction of baseline MACs to keep)")
+        for r in self.warm_start:
+            if not 0 < r <= 1:
+                raise ValueError(f"warm_start ratio {r} is not in (0, 1]")
+        return self
+
+
+class TrialSection(_Strict):
+    criterion: Literal[CRITERIA] = "l1"  # type: ignore[valid-type]
+    adaptive_bn_batches: int = Field(10, ge=0)
+    epochs: float | None = Field(2, gt=0)
+    steps: int | None = Field(None, ge=1)
+    lr: float = Field(0.02, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(5e-4, ge=0)
+    schedule: Literal["cosine", "step"] = "cosine"
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    batch_size: int = Field(128, ge=1)
+    cpu: float = Field(1, gt=0)
+    gpu: float = Field(0, ge=0)
+    max_failures: int = Field(2, ge=0)  # retries of a trial lost with its node
+    device: str = "auto"
+
+    def finetune(self, seed: int) -> FinetuneConfig:
+        return FinetuneConfig(
+            epochs=self.epochs,
+            steps=self.steps,
+            lr=self.lr,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            schedule=self.schedule,
+            label_smoothing=self.label_smoothing,
+            seed=seed,
+        )
+
+
+class TrackingSection(_Strict):
+    uri: str | None = None  # default: sqlite:///mlflow.db in the working directory
+
+
+class ClusterSection(_Strict):
+    address: str | None = None  # None: start Ray on this machine
+
+
+class SearchConfig(_Strict):
+    name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    model: ModelSection = ModelSection()
+    data: DataSection = DataSection()
+    baseline: BaselineSection = BaselineSection()
+    search: SearchSection = SearchSection()
+    trial: TrialSection = TrialSection()
+    tracking: TrackingSection = TrackingSection()
+    cluster: ClusterSection = ClusterSection()
+    storage: str = "runs"  # Ray Tune results and the trained baseline go under storage/name
+
+    def data_config(self, batch_size: int | None = None) -> DataConfig:
+        d = self.data
+        return DataConfig(
+            name=d.name,
+            root=d.root,
+            image_size=d.image_size,
+            val_fraction=d.val_fraction,
+            seed=d.seed,
+            batch_size=batch_size or self.trial.batch_size,
+            num_workers=d.num_workers,
+        )
+
+    def storage_dir(self) -> Path:
+        return (Path(self.storage) / self.name).resolve()
+
+
+def _parse_override(item: str) -> tuple[list[str], object]:
+    if "=" not in item:
+        raise UserError(f"--set '{item}': expected dotted.key=value")
+    key, raw = item.split("=", 1)
+    if not key or any(not part for part in key.split(".")):
+        raise UserError(f"--set '{item}': '{key}' is not a dotted key")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else None
+    except yaml.YAMLError as exc:
+        raise UserError(f"--set {key}: cannot parse value '{raw}' ({exc})") from exc
+    return key.split("."), value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    for item in overrides:
+        path, value = _parse_override(item)
+        node = data
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise UserError(f"--set {'.'.join(path)}: '{part}' is not a section")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def _format_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "config"
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"{key}: {msg}")
+    return "invalid config: " + "; ".join(lines)
+
+
+def validate_config(data: dict) -> SearchConfig:
+    try:
+        return SearchConfig.model_validate(data)
+    except ValidationError as exc:
+        raise UserError(_format_error(exc)) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> SearchConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file '{path}' does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"config file '{path}' is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"config file '{path}' must hold a mapping of sections")
+    return validate_config(apply_overrides(data, overrides or []))
+
+
+def dump_config(cfg: SearchConfig) -> str:
+    """The resolved config as YAML (logged with the search)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,223 @@
+"""The search: Ray Tune runs trials, Optuna proposes them, the driver records them.
+
+The Ray side is deliberately thin: ``_trainable`` turns a sampled config into a
+``trials.TrialConfig`` and forwards ``run_trial``'s reports to ``tune.report``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import optuna
+import ray
+from ray import tune
+from ray.tune.search.optuna import OptunaSearch
+
+from orchestrator.config import SearchConfig, dump_config
+from orchestrator.progress import TrackingCallback
+from orchestrator.space import distributions, group_ratios, variables, warm_start_points
+from orchestrator.tracking import SearchRecord
+from trials.baseline import ModelInfo, load_model, save_checkpoint, train_baseline
+from trials.cost import count_cost
+from trials.data import DataConfig, load_train_val
+from trials.errors import TrialFailed, UserError
+from trials.groups import build_graph
+from trials.train import FinetuneConfig, evaluate
+from trials.trial import TrialConfig, resolve_device, run_trial
+
+log = logging.getLogger("prunetune")
+
+
+class PrunetuneOptunaSearch(OptunaSearch):
+    """OptunaSearch that tells Optuna FAIL for a trial that reported its own failure.
+
+    A trial that fails deterministically (NaN loss, bad spec) reports ``trial_failed``
+    and ends normally, so Ray does not retry it; retries are for lost nodes.
+    """
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if result and (result.get("trial_failed") or not result.get("final")):
+            result, error = None, True
+        super().on_trial_complete(trial_id, result=result, error=error)
+
+
+def _trainable(config: dict, baseline_state: dict | None = None, settings: dict | None = None) -> None:
+    s = settings
+    tc = TrialConfig(
+        arch=s["arch"],
+        baseline=baseline_state,
+        data=DataConfig(**s["data"]),
+        keep=group_ratios(config, s["variables"]),
+        round_to=s["round_to"],
+        macs_target=s["macs_target"],
+        keep_min=s["keep_min"],
+        keep_max=s["keep_max"],
+        criterion=s["criterion"],
+        adaptive_bn_batches=s["adaptive_bn_batches"],
+        finetune=FinetuneConfig(**s["finetune"]),
+        device=s["device"],
+    )
+    try:
+        result = run_trial(tc, report=tune.report)
+    except (TrialFailed, UserError) as exc:
+        tune.report({"trial_failed": 1, "final": 1, "error": f"{type(exc).__name__}: {exc}"})
+        return
+    import json
+
+    result.pop("state_dict")
+    result["spec_json"] = json.dumps(result.pop("spec"), sort_keys=True)
+    tune.report({**result, "final": 1})
+
+
+def _sampler(cfg: SearchConfig) -> optuna.samplers.BaseSampler:
+    s = cfg.search
+    if s.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=s.seed, constant_liar=True, multivariate=True)
+    if s.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=s.seed)
+    population = s.population_size or max(4, min(50, s.num_trials // 4))
+    return optuna.samplers.NSGAIISampler(seed=s.seed, population_size=population)
+
+
+def prepare_baseline(cfg: SearchConfig, device, say=print) -> tuple[dict, dict, ModelInfo]:
+    """Load or train the baseline; returns its state_dict, its metrics and model info."""
+    import torch
+
+    device = torch.device(device)
+    data = cfg.data_config(cfg.baseline.batch_size)
+    splits = load_train_val(data, device)
+    info = ModelInfo(cfg.model.arch, splits.num_classes, splits.in_channels, splits.image_size)
+    saved = cfg.storage_dir() / "baseline.pt"
+    path = cfg.baseline.path or (str(saved) if saved.is_file() else None)
+    if path:
+        model, spec = load_model(path, info)
+        if spec is not None:
+            raise UserError(f"baseline.path '{path}' holds a pruned network; a search starts from an unpruned one")
+        say(f"baseline: loaded {path}")
+    else:
+        say(f"baseline: training {info.arch} on {data.name} for {cfg.baseline.epochs:g} epochs ...")
+        ft = FinetuneConfig(epochs=cfg.baseline.epochs, lr=cfg.baseline.lr, seed=cfg.search.seed)
+        model, _ = train_baseline(info, data, ft, device, log=None)
+        save_checkpoint(saved, model, info)
+        say(f"baseline: saved to {saved}")
+    acc = evaluate(model, splits.val, device)
+    shape = (info.in_channels, info.input_size, info.input_size)
+    cost = count_cost(model.cpu(), shape)
+    metrics = {"val_accuracy": acc["accuracy"], "val_loss": acc["loss"], "macs": cost.macs, "params": cost.params}
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return state, metrics, info
+
+
+def _settings(cfg: SearchConfig, var_map: dict) -> dict:
+    t, s = cfg.trial, cfg.search
+    return {
+        "arch": cfg.model.arch,
+        "data": asdict(cfg.data_config()),
+        "variables": var_map,
+        "round_to": s.round_to,
+        "macs_target": s.macs_target if s.mode == "budget" else None,
+        "keep_min": s.keep_min,
+        "keep_max": s.keep_max,
+        "criterion": t.criterion,
+        "adaptive_bn_batches": t.adaptive_bn_batches,
+        "finetune": asdict(t.finetune(s.seed)),
+        "device": t.device,
+    }
+
+
+def _connect(address: str | None) -> None:
+    if ray.is_initialized():
+        return
+    quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
+    if address:
+        ray.init(address=address, **quiet)
+    else:
+        ray.init(include_dashboard=False, **quiet)
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        out.update(_flat(v, key + ".") if isinstance(v, dict) else {key: v})
+    return out
+
+
+def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[dict]:
+    """Run (or resume) a search; returns the ranked rows of its finished trials."""
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # failure reports carry no metrics
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    storage = cfg.storage_dir()
+    storage.mkdir(parents=True, exist_ok=True)
+    device = resolve_device("auto" if cfg.trial.device == "auto" else cfg.trial.device)
+    state, base_metrics, info = prepare_baseline(cfg, "cpu" if cfg.trial.gpu == 0 else device, say)
+    say(f"baseline: val_accuracy {base_metrics['val_accuracy']:.4f}, MACs {base_metrics['macs'] / 1e6:.2f} M")
+
+    graph = build_graph(
+        load_model_from_state(info, state), (info.in_channels, info.input_size, info.input_size), info.arch
+    )
+    var_map = variables(graph.groups, cfg.search.granularity)
+    names = list(var_map)
+    s = cfg.search
+
+    record = SearchRecord.open(cfg.tracking.uri, cfg.name, str(storage), resume)
+    record.log_config(dump_config(cfg), _flat(cfg.model_dump(mode="json")))
+    record.log_baseline(base_metrics)
+    callback = TrackingCallback(cfg.tracking.uri, cfg.name, record.parent_run_id, s.num_trials, base_metrics)
+
+    _connect(cfg.cluster.address)
+    trainable = tune.with_resources(
+        tune.with_parameters(_trainable, baseline_state=state, settings=_settings(cfg, var_map)),
+        {"cpu": cfg.trial.cpu, "gpu": cfg.trial.gpu},
+    )
+    experiment = str(storage / "tune")
+    if resume and tune.Tuner.can_restore(experiment):
+        say(f"resuming the search stored at {experiment}")
+        tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        if resume:
+            say(f"nothing to resume at {experiment}: starting a new search")
+        metric, mode = (["val_accuracy", "macs"], ["max", "min"]) if s.mode == "front" else ("val_accuracy", "max")
+        searcher = PrunetuneOptunaSearch(
+            space=distributions(names, s.keep_min, s.keep_max, s.keep_step),
+            metric=metric,
+            mode=mode,
+            sampler=_sampler(cfg),
+            points_to_evaluate=warm_start_points(names, s.warm_start, s.keep_min, s.keep_max, s.keep_step),
+        )
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=searcher, num_samples=s.num_trials, max_concurrent_trials=s.max_concurrent, reuse_actors=True
+            ),
+            run_config=tune.RunConfig(
+                name="tune",
+                storage_path=str(storage),
+                verbose=0,
+                callbacks=[callback],
+                failure_config=tune.FailureConfig(max_failures=cfg.trial.max_failures),
+            ),
+        )
+    try:
+        tuner.fit()
+    except KeyboardInterrupt:
+        record.finish("KILLED")
+        raise
+    final = SearchRecord(cfg.tracking.uri, cfg.name, record.parent_run_id)
+    final.baseline = record.baseline
+    final.finish()
+    return final.rows()
+
+
+def load_model_from_state(info: ModelInfo, state: dict):
+    from trials.baseline import load_weights
+    from trials.models import create_model
+
+    model = create_model(info.arch, num_classes=info.num_classes, in_channels=info.in_channels)
+    return load_weights(model, state, "the baseline")
+
+
+__all__ = ["run_search", "PrunetuneOptunaSearch", "prepare_baseline", "Path"]

@@ -1,0 +1,64 @@
+"""The search space: one keep-ratio variable per channel group (or per stage).
+
+``suggest_ratios`` defines the space by run (testable with ``optuna.trial.FixedTrial``);
+``distributions`` gives the same space as a dict of Optuna distributions, which is what
+Ray's OptunaSearch receives, so warm-start points are honoured (ray issue 35319).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import optuna
+
+from trials.groups import ChannelGroup
+
+
+def variables(groups: list[ChannelGroup], granularity: str) -> dict[str, list[str]]:
+    """Variable name -> the groups it sets. Names never contain '/'."""
+    if granularity == "layer":
+        return {g.name: [g.name] for g in groups}
+    out: dict[str, list[str]] = {}
+    for g in groups:
+        out.setdefault(f"stage{g.stage}", []).append(g.name)
+    return out
+
+
+def grid(low: float, high: float, step: float) -> list[float]:
+    n = int(math.floor((high - low) / step + 1e-9))
+    return [round(low + i * step, 10) for i in range(n + 1)]
+
+
+def _upper(low: float, high: float, step: float) -> float:
+    return grid(low, high, step)[-1]  # Optuna needs high - low to be a multiple of step
+
+
+def distributions(
+    names: list[str], low: float, high: float, step: float
+) -> dict[str, optuna.distributions.FloatDistribution]:
+    upper = _upper(low, high, step)
+    return {n: optuna.distributions.FloatDistribution(low, upper, step=step) for n in names}
+
+
+def suggest_ratios(trial: optuna.Trial, names: list[str], low: float, high: float, step: float) -> dict[str, float]:
+    """Define-by-run form of ``distributions``: one suggest_float per variable."""
+    upper = _upper(low, high, step)
+    return {n: trial.suggest_float(n, low, upper, step=step) for n in names}
+
+
+def group_ratios(params: Mapping[str, float], var_to_groups: Mapping[str, list[str]]) -> dict[str, float]:
+    """Expand sampled variables into a keep ratio per group."""
+    return {g: float(params[v]) for v, gs in var_to_groups.items() for g in gs}
+
+
+def warm_start_points(names: list[str], levels: list[float], low: float, high: float, step: float) -> list[dict]:
+    """Uniform configurations (one ratio everywhere), snapped onto the grid, deduplicated."""
+    values = grid(low, high, step)
+    points, seen = [], set()
+    for level in levels:
+        v = min(values, key=lambda x: abs(x - level))
+        if v not in seen:
+            seen.add(v)
+            points.append(dict.fromkeys(names, v))
+    return points

@@ -1,0 +1,248 @@
+"""The MLflow record of a search (DESIGN.md): one parent run per search, one child run
+per trial, the front as artifacts under ``pareto/``. Only the driver writes here.
+
+Trials are identified by their Ray trial id (tag ``prunetune.trial_id``), so that a
+resumed search finds its existing child runs instead of creating new ones.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import tempfile
+import time
+from pathlib import Path
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from orchestrator.pareto import pareto_front, pareto_ranks
+from orchestrator.plots import write_html, write_png
+from trials.errors import UserError
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+ROLE, TRIAL_ID, PARETO = "prunetune.role", "prunetune.trial_id", "prunetune.pareto"
+FINAL_METRICS = (
+    "val_accuracy",
+    "val_loss",
+    "macs",
+    "params",
+    "macs_ratio",
+    "params_ratio",
+    "trial_seconds",
+    "latency_ms",
+)
+COLUMNS = ("trial", "run_id", "val_accuracy", "macs", "macs_ratio", "params", "rank", "pareto")
+
+
+def client_for(uri: str | None) -> MlflowClient:
+    return MlflowClient(tracking_uri=uri or DEFAULT_URI)
+
+
+def _chunks(items: list, n: int = 100):
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def front_rows(trials: list[dict]) -> list[dict]:
+    """Rank finished trials; each row gets ``rank`` and ``pareto``."""
+    ranks = pareto_ranks([(t["val_accuracy"], t["macs"]) for t in trials])
+    rows = [{**t, "rank": r, "pareto": r == 0} for t, r in zip(trials, ranks)]
+    return sorted(rows, key=lambda r: (r["rank"], r["macs"]))
+
+
+def rows_to_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+class SearchRecord:
+    """Writes one search into MLflow: parent run, child runs, front artifacts."""
+
+    def __init__(self, uri: str | None, experiment: str, parent_run_id: str) -> None:
+        self.uri, self.experiment, self.parent_run_id = uri, experiment, parent_run_id
+        self.client = client_for(uri)
+        self.children: dict[str, str] = {}  # Ray trial id -> child run id
+        self.finished: dict[str, dict] = {}  # Ray trial id -> final metrics row
+        self.baseline: dict | None = None
+        self._last_plot = 0.0
+        self._load_existing()
+
+    @classmethod
+    def open(cls, uri: str | None, experiment: str, storage: str, resume: bool) -> SearchRecord:
+        """Create the parent run, or on resume find the one recorded for ``storage``."""
+        client = client_for(uri)
+        exp = client.get_experiment_by_name(experiment)
+        exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
+        if resume:
+            runs = client.search_runs(
+                [exp_id],
+                f"tags.`{ROLE}` = 'search' and tags.`prunetune.storage` = '{storage}'",
+                order_by=["attributes.start_time DESC"],
+                max_results=1,
+            )
+            if runs:
+                client.update_run(runs[0].info.run_id, status="RUNNING")
+                return cls(uri, experiment, runs[0].info.run_id)
+        run = client.create_run(
+            exp_id,
+            run_name=f"search-{time.strftime('%Y%m%d-%H%M%S')}",
+            tags={ROLE: "search", "prunetune.storage": storage},
+        )
+        return cls(uri, experiment, run.info.run_id)
+
+    def _load_existing(self) -> None:
+        run = self.client.get_run(self.parent_run_id)
+        for child in self.client.search_runs(
+            [run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'", max_results=10000
+        ):
+            tid = child.data.tags.get(TRIAL_ID)
+            if not tid:
+                continue
+            self.children[tid] = child.info.run_id
+            m = child.data.metrics
+            if child.info.status == "FINISHED" and "val_accuracy" in m and "macs" in m:
+                self.finished[tid] = _row(tid, child.info.run_id, m)
+
+    # -- the parent run -------------------------------------------------------------
+    def log_config(self, resolved_yaml: str, flat: dict) -> None:
+        self.client.log_text(self.parent_run_id, resolved_yaml, "config.yaml")
+        params = [Param(k, str(v)[:6000]) for k, v in flat.items()]
+        existing = self.client.get_run(self.parent_run_id).data.params
+        params = [p for p in params if p.key not in existing]
+        for chunk in _chunks(params):
+            self.client.log_batch(self.parent_run_id, params=chunk)
+
+    def log_baseline(self, metrics: dict) -> None:
+        self.baseline = {"val_accuracy": metrics["val_accuracy"], "macs": metrics["macs"]}
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            self.parent_run_id,
+            metrics=[
+                Metric(f"baseline_{k}", float(v), now, 0) for k, v in metrics.items() if isinstance(v, (int, float))
+            ],
+        )
+
+    def finish(self, status: str = "FINISHED") -> None:
+        self.write_front(plots=True)
+        self.client.set_terminated(self.parent_run_id, status)
+
+    # -- child runs -------------------------------------------------------------------
+    def child(self, trial_id: str, params: dict) -> str:
+        if trial_id in self.children:
+            return self.children[trial_id]
+        run = self.client.create_run(
+            self.client.get_run(self.parent_run_id).info.experiment_id,
+            run_name=f"trial-{trial_id}",
+            tags={"mlflow.parentRunId": self.parent_run_id, ROLE: "trial", TRIAL_ID: trial_id},
+        )
+        for chunk in _chunks([Param(k, str(v)) for k, v in params.items()]):
+            self.client.log_batch(run.info.run_id, params=chunk)
+        self.children[trial_id] = run.info.run_id
+        return run.info.run_id
+
+    def log_epoch(self, trial_id: str, params: dict, result: dict) -> None:
+        run_id = self.child(trial_id, params)
+        now, step = int(time.time() * 1000), int(result.get("epoch", 0))
+        metrics = [
+            Metric(k, float(result[k]), now, step)
+            for k in ("val_accuracy", "val_loss", "train_loss")
+            if isinstance(result.get(k), (int, float)) and math.isfinite(result[k])
+        ]
+        if metrics:
+            self.client.log_batch(run_id, metrics=metrics)
+
+    def log_final(self, trial_id: str, params: dict, result: dict) -> None:
+        run_id = self.child(trial_id, params)
+        now, step = int(time.time() * 1000), int(result.get("epoch", 0))
+        metrics = [Metric(k, float(result[k]), now, step) for k in FINAL_METRICS if k in result]
+        self.client.log_batch(
+            run_id,
+            metrics=metrics,
+            tags=[RunTag("prunetune.spec_groups", str(len(json.loads(result["spec_json"])["channels"])))],
+        )
+        self.client.log_text(run_id, result["spec_json"], "spec.json")
+        self.client.set_terminated(run_id, "FINISHED")
+        self.finished[trial_id] = _row(trial_id, run_id, result)
+        self.write_front()
+
+    def log_failure(self, trial_id: str, params: dict, message: str) -> None:
+        run_id = self.child(trial_id, params)
+        self.client.set_tag(run_id, "prunetune.error", message[:5000])
+        self.client.set_tag(run_id, PARETO, "false")
+        self.client.set_terminated(run_id, "FAILED")
+
+    # -- the front --------------------------------------------------------------------
+    def rows(self) -> list[dict]:
+        return front_rows(list(self.finished.values()))
+
+    def write_front(self, plots: bool | None = None) -> list[dict]:
+        """Tag the front's child runs and write ``pareto/`` artifacts to the parent."""
+        rows = self.rows()
+        if not rows:
+            return rows
+        for r in rows:
+            self.client.set_tag(r["run_id"], PARETO, "true" if r["pareto"] else "false")
+        if plots is None:  # plots are heavier: at most every 30 s while trials finish
+            plots = time.time() - self._last_plot > 30
+        with tempfile.TemporaryDirectory() as tmp:
+            d = Path(tmp)
+            (d / "front.json").write_text(json.dumps({"baseline": self.baseline, "trials": rows}, indent=2))
+            (d / "front.csv").write_text(rows_to_csv(rows))
+            if plots:
+                title = f"{self.experiment}: Pareto front of MACs against val accuracy"
+                write_html(rows, d / "front.html", title, self.baseline)
+                write_png(rows, d / "front.png", title, self.baseline)
+                self._last_plot = time.time()
+            self.client.log_artifacts(self.parent_run_id, str(d), "pareto")
+        return rows
+
+
+def _row(trial_id: str, run_id: str, m: dict) -> dict:
+    return {
+        "trial": trial_id,
+        "run_id": run_id,
+        "val_accuracy": float(m["val_accuracy"]),
+        "macs": int(m["macs"]),
+        "macs_ratio": float(m.get("macs_ratio", float("nan"))),
+        "params": int(m.get("params", 0)),
+    }
+
+
+def read_front(uri: str | None, experiment: str) -> tuple[list[dict], dict | None]:
+    """Rows of the latest search of ``experiment``, ranked, read only from MLflow."""
+    client = client_for(uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise UserError(f"experiment '{experiment}' not found in the MLflow store {uri or DEFAULT_URI}")
+    parents = client.search_runs(
+        [exp.experiment_id], f"tags.`{ROLE}` = 'search'", order_by=["attributes.start_time DESC"], max_results=1
+    )
+    if not parents:
+        raise UserError(f"experiment '{experiment}' holds no prunetune search run")
+    parent = parents[0]
+    children = client.search_runs(
+        [exp.experiment_id],
+        f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' and attributes.status = 'FINISHED'",
+        max_results=10000,
+    )
+    trials = [
+        _row(c.data.tags.get(TRIAL_ID, c.info.run_id), c.info.run_id, c.data.metrics)
+        for c in children
+        if "val_accuracy" in c.data.metrics and "macs" in c.data.metrics
+    ]
+    pm = parent.data.metrics
+    baseline = (
+        {"val_accuracy": pm["baseline_val_accuracy"], "macs": pm["baseline_macs"]}
+        if "baseline_val_accuracy" in pm
+        else None
+    )
+    return front_rows(trials), baseline
+
+
+__all__ = ["SearchRecord", "client_for", "front_rows", "pareto_front", "read_front", "rows_to_csv"]

@@ -1,0 +1,192 @@
+"""Real searches: real Ray (token auth, 127.0.0.1), real Optuna, a real MLflow server."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from orchestrator.pareto import pareto_front
+
+pytestmark = pytest.mark.integration
+PRUNETUNE = str(Path(sys.executable).parent / "prunetune")
+
+
+def _config(tmp_path, name, uri, address, search=None, trial=None) -> dict:
+    return {
+        "name": name,
+        "model": {"arch": "resnet20"},
+        "data": {"name": "digits"},
+        "baseline": {"epochs": 2},
+        "search": {
+            "granularity": "stage",
+            "num_trials": 6,
+            "max_concurrent": 2,
+            "warm_start": [0.5, 1.0],
+            "keep_min": 0.4,
+            "keep_step": 0.1,
+            **(search or {}),
+        },
+        "trial": {"steps": 3, "adaptive_bn_batches": 2, "cpu": 1, **(trial or {})},
+        "tracking": {"uri": uri},
+        "cluster": {"address": address},
+        "storage": str(tmp_path / "runs"),
+    }
+
+
+def _search(tmp_path, cluster, data: dict, *extra: str) -> subprocess.CompletedProcess:
+    """Run `prunetune search` as a user would, against the test's Ray cluster."""
+    path = tmp_path / f"{data['name']}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    done = subprocess.run(
+        [PRUNETUNE, "search", str(path), *extra],
+        env=cluster["env"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def _runs(uri, name):
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(name)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("prunetune.role") == "search"]
+    children = [r for r in runs if r.data.tags.get("prunetune.role") == "trial"]
+    return client, parents, children
+
+
+def test_front_search_records_one_child_per_trial_and_a_consistent_front(tmp_path, mlflow_server, ray_cluster):
+    done = _search(tmp_path, ray_cluster, _config(tmp_path, "it-front", mlflow_server, ray_cluster["address"]))
+    assert "[6/6]" in done.stdout and "Pareto front of 'it-front'" in done.stdout
+    client, parents, children = _runs(mlflow_server, "it-front")
+    assert len(parents) == 1 and len(children) == 6
+    parent = parents[0]
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    assert len({c.data.tags["prunetune.trial_id"] for c in children}) == 6
+    assert all(c.info.status == "FINISHED" for c in children)
+    for c in children:
+        assert {"val_accuracy", "macs", "params", "macs_ratio"} <= set(c.data.metrics)
+        spec = json.loads(Path(client.download_artifacts(c.info.run_id, "spec.json", str(tmp_path))).read_text())
+        assert spec["arch"] == "resnet20" and len(spec["channels"]) == 12
+    # Warm start: the uniform configurations ran.
+    uniform = {tuple(sorted(set(c.data.params.values()))) for c in children}
+    assert ("0.5",) in uniform and ("1.0",) in uniform
+    # The front artifacts agree with the child runs.
+    arts = {a.path for a in client.list_artifacts(parent.info.run_id, "pareto")}
+    assert arts == {f"pareto/front.{e}" for e in ("json", "csv", "html", "png")}
+    front = json.loads(
+        Path(client.download_artifacts(parent.info.run_id, "pareto/front.json", str(tmp_path))).read_text()
+    )
+    points = [(c.data.metrics["val_accuracy"], c.data.metrics["macs"]) for c in children]
+    expected = {children[i].info.run_id for i in pareto_front(points)}
+    assert {t["run_id"] for t in front["trials"] if t["pareto"]} == expected
+    assert {c.info.run_id for c in children if c.data.tags["prunetune.pareto"] == "true"} == expected
+    assert "baseline_val_accuracy" in parent.data.metrics and "config.yaml" in {
+        a.path for a in client.list_artifacts(parent.info.run_id)
+    }
+    html = Path(client.download_artifacts(parent.info.run_id, "pareto/front.html", str(tmp_path))).read_text()
+    assert "plotly" in html and len(html) > 1_000_000  # plotly.js is inside the file
+    out = subprocess.run(
+        [PRUNETUNE, "pareto", "it-front", "--tracking-uri", mlflow_server, "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert {t["run_id"] for t in json.loads(out.stdout)["trials"]} == expected
+
+
+def test_budget_mode_projects_every_trial_and_failures_do_not_stop_the_search(tmp_path, mlflow_server, ray_cluster):
+    _search(
+        tmp_path,
+        ray_cluster,
+        _config(
+            tmp_path,
+            "it-budget",
+            mlflow_server,
+            ray_cluster["address"],
+            search={"mode": "budget", "macs_target": 0.5, "num_trials": 4, "sampler": "tpe"},
+        ),
+    )
+    _, _, children = _runs(mlflow_server, "it-budget")
+    assert len(children) == 4
+    for c in children:
+        assert abs(c.data.metrics["macs_ratio"] - 0.5) <= 0.005, c.data.metrics["macs_ratio"]
+
+    bad = _config(
+        tmp_path,
+        "it-fail",
+        mlflow_server,
+        ray_cluster["address"],
+        search={"num_trials": 3},
+        trial={"lr": 1e12, "steps": 60},
+    )
+    assert "(0 of 0 finished trials)" in _search(tmp_path, ray_cluster, bad).stdout
+    _, parents, children = _runs(mlflow_server, "it-fail")
+    assert len(children) == 3 and all(c.info.status == "FAILED" for c in children)
+    assert all("non-finite" in c.data.tags["prunetune.error"] for c in children)
+    assert parents[0].info.status == "FINISHED"
+
+
+def _finished(uri, name):
+    try:
+        _, _, children = _runs(uri, name)
+    except Exception:  # noqa: BLE001 - the experiment may not exist yet
+        return []
+    return [c for c in children if c.info.status == "FINISHED"]
+
+
+def test_resume_continues_without_repeating_or_duplicating(tmp_path, mlflow_server, ray_cluster):
+    path = tmp_path / "resume.yaml"
+    data = _config(
+        tmp_path,
+        "it-resume",
+        mlflow_server,
+        ray_cluster["address"],
+        search={"num_trials": 8, "max_concurrent": 1},
+        trial={"steps": 12},
+    )
+    path.write_text(yaml.safe_dump(data))
+    proc = subprocess.Popen(
+        [PRUNETUNE, "search", str(path)],
+        env=ray_cluster["env"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.time() + 300
+    while len(_finished(mlflow_server, "it-resume")) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=180)
+    first = {c.data.tags["prunetune.trial_id"]: c.info.run_id for c in _finished(mlflow_server, "it-resume")}
+    assert 2 <= len(first) < 8, out
+
+    done = subprocess.run(
+        [PRUNETUNE, "search", str(path), "--resume"],
+        env=ray_cluster["env"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    client, parents, children = _runs(mlflow_server, "it-resume")
+    ids = [c.data.tags["prunetune.trial_id"] for c in children]
+    assert len(parents) == 1 and len(ids) == len(set(ids)) == 8
+    assert all(c.info.status == "FINISHED" for c in children)
+    for trial_id, run_id in first.items():  # finished trials were not run again
+        assert {c.info.run_id for c in children if c.data.tags["prunetune.trial_id"] == trial_id} == {run_id}
+        steps = [m.step for m in client.get_metric_history(run_id, "train_loss")]
+        assert len(steps) == len(set(steps))

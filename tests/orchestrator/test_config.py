@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.cli import main
+from orchestrator.config import apply_overrides, dump_config, load_config, validate_config
+from trials.errors import UserError
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_every_example_loads_and_validates(path):
+    cfg = load_config(path)
+    assert cfg.name and cfg.search.num_trials >= 1
+    if cfg.search.mode == "budget":
+        assert 0 < cfg.search.macs_target < 1
+
+
+def test_quickstart_is_a_digits_front_search():
+    cfg = load_config(Path(EXAMPLES[0]).parent / "quickstart.yaml")
+    assert (cfg.data.name, cfg.model.arch, cfg.search.mode, cfg.trial.gpu) == ("digits", "resnet20", "front", 0)
+
+
+def test_overrides_are_typed_and_nested(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("name: x\n")
+    cfg = load_config(path, ["search.num_trials=8", "trial.gpu=0.25", "search.sampler=tpe", "data.root=/d"])
+    assert cfg.search.num_trials == 8 and cfg.trial.gpu == 0.25 and cfg.search.sampler == "tpe"
+    assert cfg.data.root == "/d"
+
+
+def test_resolved_config_round_trips():
+    cfg = validate_config({"name": "x", "search": {"mode": "budget", "macs_target": 0.47}})
+    assert validate_config(yaml.safe_load(dump_config(cfg))) == cfg
+
+
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        ({"name": "x", "search": {"num_trails": 3}}, "search.num_trails: unknown key"),
+        ({"name": "x", "search": {"num_trials": "many"}}, "search.num_trials"),
+        ({"name": "x", "trial": {"criterion": "l7"}}, "trial.criterion"),
+        ({"name": "x", "search": {"mode": "budget"}}, "needs macs_target"),
+        ({"name": "x", "search": {"keep_min": 0.9, "keep_max": 0.5}}, "keep_min 0.9 is above keep_max"),
+        ({"name": "bad name/"}, "name"),
+        ({"name": "x", "trial": {"gpu": -1}}, "trial.gpu"),
+    ],
+)
+def test_bad_configs_name_the_key(data, message):
+    with pytest.raises(UserError, match=message):
+        validate_config(data)
+
+
+def test_bad_overrides():
+    with pytest.raises(UserError, match="expected dotted.key=value"):
+        apply_overrides({}, ["search.num_trials"])
+    with pytest.raises(UserError, match="'name' is not a section"):
+        apply_overrides({"name": "x"}, ["name.y=1"])
+
+
+def test_cli_exits_2_without_traceback(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text("name: x\nsearch:\n  bogus: 1\n")
+    assert main(["search", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "search.bogus: unknown key" in err and "Traceback" not in err
+    assert main(["search", str(tmp_path / "missing.yaml")]) == 2
+    assert main(["search", str(path), "--set", "search.bogus"]) == 2

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import random
+
+from orchestrator.pareto import pareto_front, pareto_ranks
+
+
+def _brute_ranks(points):
+    ranks, remaining, r = [None] * len(points), set(range(len(points))), 0
+    while remaining:
+        front = {
+            i
+            for i in remaining
+            if not any(
+                points[j][0] >= points[i][0] and points[j][1] <= points[i][1] and points[j] != points[i]
+                for j in remaining
+            )
+        }
+        for i in front:
+            ranks[i] = r
+        remaining -= front
+        r += 1
+    return ranks
+
+
+def test_hand_built_front_with_ties_and_duplicates():
+    pts = [
+        (0.90, 10),  # 0 front
+        (0.95, 20),  # 1 front
+        (0.95, 20),  # 2 duplicate of 1: front too
+        (0.95, 25),  # 3 same accuracy, more MACs: dominated by 1
+        (0.90, 12),  # 4 same accuracy as 0, more MACs: dominated
+        (0.85, 10),  # 5 same MACs as 0, lower accuracy: dominated
+        (0.99, 40),  # 6 front
+        (0.80, 50),  # 7 dominated by everything before: rank 2
+    ]
+    assert pareto_ranks(pts) == [0, 0, 0, 1, 1, 1, 0, 2]
+    assert pareto_front(pts) == [0, 1, 2, 6]
+
+
+def test_matches_brute_force_on_random_sets_with_many_ties():
+    rng = random.Random(0)
+    for _ in range(200):
+        pts = [(rng.choice([0.8, 0.85, 0.9, 0.95]), rng.choice([1, 2, 3, 4, 5])) for _ in range(rng.randint(0, 30))]
+        assert pareto_ranks(pts) == _brute_ranks(pts)
+
+
+def test_empty_and_single():
+    assert pareto_ranks([]) == [] and pareto_front([(0.5, 1)]) == [0]

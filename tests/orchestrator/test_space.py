@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from orchestrator.space import distributions, grid, group_ratios, suggest_ratios, variables, warm_start_points
+from trials.groups import build_graph
+from trials.models import create_model
+
+
+@pytest.fixture(scope="module")
+def groups():
+    return build_graph(create_model("resnet20"), (3, 32, 32)).groups
+
+
+def test_one_variable_per_group_or_per_stage(groups):
+    per_layer = variables(groups, "layer")
+    assert list(per_layer) == [g.name for g in groups] and all("/" not in n for n in per_layer)
+    per_stage = variables(groups, "stage")
+    assert list(per_stage) == ["stage0", "stage1", "stage2"]
+    assert sum(len(v) for v in per_stage.values()) == len(groups)
+
+
+def test_define_by_run_space_with_fixed_trial(groups):
+    names = list(variables(groups, "layer"))
+    params = {n: 0.5 for n in names} | {names[0]: 0.95}
+    ratios = suggest_ratios(optuna.trial.FixedTrial(params), names, 0.3, 1.0, 0.05)
+    assert ratios == params
+    assert set(group_ratios(ratios, variables(groups, "layer"))) == {g.name for g in groups}
+    with pytest.warns(UserWarning, match="out of the range"):  # Optuna flags a value off the space
+        suggest_ratios(optuna.trial.FixedTrial({n: 1.5 for n in names}), names, 0.3, 1.0, 0.05)
+
+
+def test_distributions_match_the_define_by_run_space(groups):
+    names = list(variables(groups, "stage"))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    suggest_ratios(trial, names, 0.25, 1.0, 0.1)
+    assert trial.distributions == distributions(names, 0.25, 1.0, 0.1)
+
+
+def test_warm_start_is_uniform_snapped_and_deduplicated():
+    points = warm_start_points(["a", "b"], [0.5, 0.52, 0.7, 1.0], 0.3, 1.0, 0.1)
+    assert points == [{"a": 0.5, "b": 0.5}, {"a": 0.7, "b": 0.7}, {"a": 1.0, "b": 1.0}]
+    assert grid(0.25, 1.0, 0.25) == [0.25, 0.5, 0.75, 1.0]
+
+
+def test_warm_start_points_are_evaluated_first_by_optuna():
+    names = ["a", "b"]
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for p in warm_start_points(names, [0.5, 1.0], 0.3, 1.0, 0.1):
+        study.enqueue_trial(p)
+    first = study.ask(fixed_distributions=distributions(names, 0.3, 1.0, 0.1))
+    assert first.params == {"a": 0.5, "b": 0.5}

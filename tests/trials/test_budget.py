@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from trials.budget import MacsModel, project_ratios
+from trials.cost import count_cost
+from trials.groups import build_graph
+from trials.models import create_model
+from trials.prune import rebuild
+from trials.spec import ChannelSpec
+
+
+@pytest.mark.parametrize("arch", ["resnet56", "mobilenet_v2"])
+@pytest.mark.parametrize("target", [0.4706, 0.3132])  # the seeds' cuts: 52.94% and 68.68% fewer MACs
+def test_projection_lands_within_one_percent_of_the_target(arch, target):
+    graph = build_graph(create_model(arch), (3, 32, 32), arch)
+    base = count_cost(graph.model, (3, 32, 32)).macs
+    rng = random.Random(1)
+    ratios = {g.name: rng.uniform(0.3, 1.0) for g in graph.groups}
+    spec, macs = project_ratios(graph, ratios, target * base, keep_min=0.1, arch=arch)
+    real = count_cost(rebuild(arch, spec), (3, 32, 32)).macs
+    assert real == macs and abs(real / base - target) <= 0.01 * target
+    kept = spec.ratios(graph.groups)
+    assert min(kept.values()) >= 0.1 - 1 / 16 and max(kept.values()) <= 1.0
+
+
+def test_projection_scales_one_factor_and_keeps_the_shape_of_the_vector():
+    graph = build_graph(create_model("resnet20"), (3, 32, 32), "resnet20")
+    base = count_cost(graph.model, (3, 32, 32)).macs
+    ratios = {g.name: (0.9 if i % 2 else 0.45) for i, g in enumerate(graph.groups)}
+    spec, _ = project_ratios(graph, ratios, 0.5 * base, keep_min=0.05, arch="resnet20")
+    kept = spec.ratios(graph.groups)
+    odd = [kept[g.name] for i, g in enumerate(graph.groups) if i % 2]
+    even = [kept[g.name] for i, g in enumerate(graph.groups) if not i % 2]
+    assert min(odd) > max(even)  # the sampled preference survives the scaling
+
+
+def test_analytic_model_agrees_with_the_counter():
+    graph = build_graph(create_model("resnet56"), (3, 32, 32), "resnet56")
+    rng = random.Random(0)
+    spec = ChannelSpec({g.name: rng.randint(1, g.channels) for g in graph.groups})
+    real = count_cost(rebuild("resnet56", spec), (3, 32, 32)).macs
+    assert abs(MacsModel(graph)(spec.channels) - real) / real < 0.01

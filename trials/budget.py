@@ -1,0 +1,143 @@
+"""Budget projection (AdaPruner): scale a keep-ratio vector by one factor so that the
+pruned network's MACs land on a target.
+
+Bisection runs on an analytic model of conv/linear MACs (each layer's counted MACs
+scaled by the kept fractions of its input and output groups), then the result is
+checked with the one real counter (``count_cost``) and the target is corrected by
+the ratio of the two, so the final spec is judged by the same counter as every report.
+Rounding to whole channels makes MACs a step function of the factor (one channel of a
+ResNet-56 stage group moves about 2% of its MACs), so single-group steps close the
+last gap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch_pruning as tp
+from torch import nn
+
+from trials.cost import count_cost
+from trials.groups import ChannelGraph, layer_width
+from trials.prune import rebuild
+from trials.spec import ChannelSpec
+
+
+class MacsModel:
+    """MACs of a spec from the unpruned layer-wise counts of one ``ChannelGraph``."""
+
+    def __init__(self, graph: ChannelGraph) -> None:
+        model = graph.model
+        _, _, layer_macs, _ = tp.utils.count_ops_and_params(model, graph.example_input, layer_wise=True)
+        modules = dict(model.named_modules())
+        self.sizes = {g.name: g.channels for g in graph.groups}
+        out_of = {m: g.name for g in graph.groups for m in g.members}
+        in_of: dict[str, list[str]] = {}
+        for g in graph.groups:
+            for c in g.consumers:
+                in_of.setdefault(c, []).append(g.name)
+        self.terms = []  # (macs, out group or None, in groups, in width)
+        self.fixed = 0.0
+        for name, m in modules.items():
+            macs = float(layer_macs.get(m) or 0.0)
+            if not macs or list(m.children()):
+                continue
+            depthwise = isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels
+            ins = [] if depthwise else in_of.get(name, [])
+            width = getattr(m, "in_channels", None) or getattr(m, "in_features", None) or layer_width(m)
+            if name in out_of or ins:
+                self.terms.append((macs, out_of.get(name), ins, width))
+            else:
+                self.fixed += macs
+
+    def __call__(self, channels: Mapping[str, int]) -> float:
+        total = self.fixed
+        for macs, out, ins, width in self.terms:
+            f = channels.get(out, self.sizes[out]) / self.sizes[out] if out else 1.0
+            if ins and width:
+                cut = sum(self.sizes[g] - channels.get(g, self.sizes[g]) for g in ins)
+                f *= (width - cut) / width
+            total += macs * f
+        return total
+
+
+def _refine(
+    model_macs: MacsModel,
+    graph: ChannelGraph,
+    spec: ChannelSpec,
+    goal: float,
+    lo: float,
+    hi: float,
+    round_to: int,
+) -> ChannelSpec:
+    """Close the gap the rounding of one global factor leaves: move one group at a time
+    by ``round_to`` channels, always the move that brings the MACs closest to ``goal``."""
+    channels = {g.name: spec.kept(g) for g in graph.groups}
+    bounds = {
+        g.name: (max(1, min(g.channels, round(lo * g.channels))), max(1, int(hi * g.channels))) for g in graph.groups
+    }
+    current = model_macs(channels)
+    for _ in range(4 * len(channels)):
+        step = round_to if current < goal else -round_to
+        best, best_gap = None, abs(current - goal)
+        for name, n in channels.items():
+            lo_n, hi_n = bounds[name]
+            if not lo_n <= n + step <= hi_n:
+                continue
+            trial = model_macs({**channels, name: n + step})
+            if abs(trial - goal) < best_gap:
+                best, best_gap = (name, trial), abs(trial - goal)
+        if best is None:
+            break
+        channels[best[0]] += step
+        current = best[1]
+    return ChannelSpec(channels, spec.arch)
+
+
+def _scaled(graph: ChannelGraph, ratios: Mapping[str, float], s: float, lo: float, hi: float, round_to: int, arch):
+    clipped = {g.name: min(hi, max(lo, s * ratios.get(g.name, 1.0))) for g in graph.groups}
+    return ChannelSpec.from_ratios(graph.groups, clipped, round_to, arch)
+
+
+def project_ratios(
+    graph: ChannelGraph,
+    ratios: Mapping[str, float],
+    target_macs: float,
+    *,
+    keep_min: float = 0.05,
+    keep_max: float = 1.0,
+    round_to: int = 1,
+    arch: str | None = None,
+    num_classes: int = 10,
+    tol: float = 0.01,
+    rounds: int = 4,
+) -> tuple[ChannelSpec, int]:
+    """The spec of ``s * ratios`` (clipped to [keep_min, keep_max]) whose counted MACs are
+    closest to ``target_macs``; returns it with its counted MACs. With ``arch`` set, each
+    round is checked by counting a rebuilt network; without it, the analytic model decides."""
+    model_macs = MacsModel(graph)
+    r = [max(ratios.get(g.name, 1.0), 1e-6) for g in graph.groups]
+    s_lo, s_hi = keep_min / max(r) * 0.999, keep_max / min(r) * 1.001
+    shape = tuple(graph.example_input.shape[1:])
+    goal, best = target_macs, None
+    for _ in range(rounds):
+        lo, hi = s_lo, s_hi
+        for _ in range(50):
+            mid = (lo + hi) / 2
+            if model_macs(_scaled(graph, ratios, mid, keep_min, keep_max, round_to, arch).channels) < goal:
+                lo = mid
+            else:
+                hi = mid
+        cands = [_scaled(graph, ratios, s, keep_min, keep_max, round_to, arch) for s in (lo, hi)]
+        spec = min(cands, key=lambda c: abs(model_macs(c.channels) - goal))
+        spec = _refine(model_macs, graph, spec, goal, keep_min, keep_max, round_to)
+        if arch:
+            real = count_cost(rebuild(arch, spec, num_classes, shape[0], shape[-1]), shape).macs
+        else:
+            real = model_macs(spec.channels)
+        if best is None or abs(real - target_macs) < abs(best[1] - target_macs):
+            best = (spec, int(real))
+        if abs(real - target_macs) <= tol * target_macs:
+            break
+        goal *= target_macs / real  # correct for what the analytic model leaves out
+    return best
