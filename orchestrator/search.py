@@ -6,15 +6,16 @@ The Ray side is deliberately thin: ``_trainable`` turns a sampled config into a
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import asdict
-from pathlib import Path
 
 import optuna
 import ray
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
+from torch import nn
 
 from orchestrator.config import SearchConfig, dump_config
 from orchestrator.progress import TrackingCallback
@@ -65,8 +66,6 @@ def _trainable(config: dict, baseline_state: dict | None = None, settings: dict 
     except (TrialFailed, UserError) as exc:
         tune.report({"trial_failed": 1, "final": 1, "error": f"{type(exc).__name__}: {exc}"})
         return
-    import json
-
     result.pop("state_dict")
     result["spec_json"] = json.dumps(result.pop("spec"), sort_keys=True)
     tune.report({**result, "final": 1})
@@ -82,8 +81,8 @@ def _sampler(cfg: SearchConfig) -> optuna.samplers.BaseSampler:
     return optuna.samplers.NSGAIISampler(seed=s.seed, population_size=population)
 
 
-def prepare_baseline(cfg: SearchConfig, device, say=print) -> tuple[dict, dict, ModelInfo]:
-    """Load or train the baseline; returns its state_dict, its metrics and model info."""
+def prepare_baseline(cfg: SearchConfig, device, say=print) -> tuple[nn.Module, dict, ModelInfo]:
+    """Load or train the baseline; returns it (on the CPU), its metrics and model info."""
     import torch
 
     device = torch.device(device)
@@ -107,8 +106,7 @@ def prepare_baseline(cfg: SearchConfig, device, say=print) -> tuple[dict, dict, 
     shape = (info.in_channels, info.input_size, info.input_size)
     cost = count_cost(model.cpu(), shape)
     metrics = {"val_accuracy": acc["accuracy"], "val_loss": acc["loss"], "macs": cost.macs, "params": cost.params}
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    return state, metrics, info
+    return model, metrics, info
 
 
 def _settings(cfg: SearchConfig, var_map: dict) -> dict:
@@ -152,13 +150,11 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     storage = cfg.storage_dir()
     storage.mkdir(parents=True, exist_ok=True)
-    device = resolve_device("auto" if cfg.trial.device == "auto" else cfg.trial.device)
-    state, base_metrics, info = prepare_baseline(cfg, "cpu" if cfg.trial.gpu == 0 else device, say)
+    device = resolve_device(cfg.trial.device) if cfg.trial.gpu > 0 else "cpu"
+    model, base_metrics, info = prepare_baseline(cfg, device, say)
     say(f"baseline: val_accuracy {base_metrics['val_accuracy']:.4f}, MACs {base_metrics['macs'] / 1e6:.2f} M")
-
-    graph = build_graph(
-        load_model_from_state(info, state), (info.in_channels, info.input_size, info.input_size), info.arch
-    )
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    graph = build_graph(model, (info.in_channels, info.input_size, info.input_size), info.arch)
     var_map = variables(graph.groups, cfg.search.granularity)
     names = list(var_map)
     s = cfg.search
@@ -210,14 +206,3 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
     final.baseline = record.baseline
     final.finish()
     return final.rows()
-
-
-def load_model_from_state(info: ModelInfo, state: dict):
-    from trials.baseline import load_weights
-    from trials.models import create_model
-
-    model = create_model(info.arch, num_classes=info.num_classes, in_channels=info.in_channels)
-    return load_weights(model, state, "the baseline")
-
-
-__all__ = ["run_search", "PrunetuneOptunaSearch", "prepare_baseline", "Path"]

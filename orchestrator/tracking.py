@@ -15,10 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from orchestrator.pareto import pareto_front, pareto_ranks
+from orchestrator.pareto import pareto_ranks
 from orchestrator.plots import write_html, write_png
 from trials.errors import UserError
 
@@ -161,11 +161,7 @@ class SearchRecord:
         run_id = self.child(trial_id, params)
         now, step = int(time.time() * 1000), int(result.get("epoch", 0))
         metrics = [Metric(k, float(result[k]), now, step) for k in FINAL_METRICS if k in result]
-        self.client.log_batch(
-            run_id,
-            metrics=metrics,
-            tags=[RunTag("prunetune.spec_groups", str(len(json.loads(result["spec_json"])["channels"])))],
-        )
+        self.client.log_batch(run_id, metrics=metrics)
         self.client.log_text(run_id, result["spec_json"], "spec.json")
         self.client.set_terminated(run_id, "FINISHED")
         self.finished[trial_id] = _row(trial_id, run_id, result)
@@ -244,5 +240,3 @@ def read_front(uri: str | None, experiment: str) -> tuple[list[dict], dict | Non
     )
     return front_rows(trials), baseline
 
-
-__all__ = ["SearchRecord", "client_for", "front_rows", "pareto_front", "read_front", "rows_to_csv"]
