@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 
@@ -126,6 +127,43 @@ def _pareto(args: argparse.Namespace) -> int:
     return 0
 
 
+def _promote(args: argparse.Namespace) -> int:
+    from orchestrator.promote import PromoteOptions, promote
+    from orchestrator.search import connect
+
+    if args.epochs < 1 or args.workers < 1:
+        raise UserError("--epochs and --workers must be at least 1")
+    if args.max_macs_ratio is not None and not 0 < args.max_macs_ratio <= 1:
+        raise UserError(f"--max-macs-ratio must be in (0, 1], got {args.max_macs_ratio}")
+    opts = PromoteOptions(
+        epochs=args.epochs,
+        workers=args.workers,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        register_as=args.register_as,
+        max_macs_ratio=args.max_macs_ratio,
+    )
+    from orchestrator.promote import resolve_trial_run
+    from orchestrator.tracking import client_for
+
+    resolve_trial_run(client_for(args.tracking_uri), args.target, args.max_macs_ratio)  # fail before Ray starts
+    connect(args.address)
+    result = promote(args.target, opts, args.tracking_uri)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from orchestrator.export import export
+
+    ext = {"torchscript": "pt", "onnx": "onnx", "state-dict": "pt"}[args.format]
+    suffix = "-state-dict" if args.format == "state-dict" else ""
+    output = args.output or f"{args.model.split('/')[-1].replace('@', '-')}{suffix}.{ext}"
+    path = export(args.model, args.format, output, args.tracking_uri)
+    print(f"exported {args.model} as {args.format} to {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="prunetune", description="Search per-layer filter counts of a trained CNN.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -154,6 +192,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", default=None, metavar="FILE", help="write a plot: .html (plotly) or .png")
     p.set_defaults(func=_pareto)
 
+    p = sub.add_parser("promote", help="fully fine-tune one trial's configuration and register it")
+    p.add_argument("target", help="a trial's MLflow run id, or an experiment name with --max-macs-ratio")
+    p.add_argument(
+        "--max-macs-ratio",
+        type=float,
+        default=None,
+        help="promote the front point with the best val accuracy at or under this MACs ratio",
+    )
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--workers", type=int, default=2, help="Ray Train workers (DDP; a GPU each where there are GPUs)")
+    p.add_argument("--lr", type=float, default=None, help="default: the search's trial lr")
+    p.add_argument("--batch-size", type=int, default=None, help="per worker; default: the search's")
+    p.add_argument("--register-as", default=None, help="register in MLflow under this name, alias 'candidate'")
+    p.add_argument("--address", default=None)
+    p.add_argument("--tracking-uri", default=None)
+    p.set_defaults(func=_promote)
+
+    p = sub.add_parser("export", help="export a promoted model: torchscript, onnx or state-dict")
+    p.add_argument("model", help="models:/NAME@candidate, models:/NAME/VERSION, runs:/RUN_ID or a promote run id")
+    p.add_argument("--format", choices=("torchscript", "onnx", "state-dict"), required=True)
+    p.add_argument("--output", default=None)
+    p.add_argument("--tracking-uri", default=None)
+    p.set_defaults(func=_export)
+
     p = sub.add_parser("trial", help="run one trial: prune a baseline to a uniform keep ratio, fine-tune, measure")
     p.add_argument("--arch", default="resnet20")
     p.add_argument("--data", default="digits")
@@ -172,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:

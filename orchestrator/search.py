@@ -126,7 +126,7 @@ def _settings(cfg: SearchConfig, var_map: dict) -> dict:
     }
 
 
-def _connect(address: str | None) -> None:
+def connect(address: str | None) -> None:
     if ray.is_initialized():
         return
     quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
@@ -162,9 +162,10 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
     record = SearchRecord.open(cfg.tracking.uri, cfg.name, str(storage), resume)
     record.log_config(dump_config(cfg), _flat(cfg.model_dump(mode="json")))
     record.log_baseline(base_metrics)
+    record.log_baseline_checkpoint(model, info)
     callback = TrackingCallback(cfg.tracking.uri, cfg.name, record.parent_run_id, s.num_trials, base_metrics)
 
-    _connect(cfg.cluster.address)
+    connect(cfg.cluster.address)
     trainable = tune.with_resources(
         tune.with_parameters(_trainable, baseline_state=state, settings=_settings(cfg, var_map)),
         {"cpu": cfg.trial.cpu, "gpu": cfg.trial.gpu},

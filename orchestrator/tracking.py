@@ -23,6 +23,7 @@ from orchestrator.plots import write_html, write_png
 from trials.errors import UserError
 
 DEFAULT_URI = "sqlite:///mlflow.db"
+BASELINE_ARTIFACT = "baseline/baseline.pt"
 ROLE, TRIAL_ID, PARETO = "prunetune.role", "prunetune.trial_id", "prunetune.pareto"
 FINAL_METRICS = (
     "val_accuracy",
@@ -127,6 +128,17 @@ class SearchRecord:
                 Metric(f"baseline_{k}", float(v), now, 0) for k, v in metrics.items() if isinstance(v, (int, float))
             ],
         )
+
+    def log_baseline_checkpoint(self, model, info) -> None:
+        """The baseline's weights (plain tensors) under ``baseline/``, so that promotion
+        needs nothing but the MLflow record."""
+        from trials.baseline import save_checkpoint
+
+        if any(a.path == BASELINE_ARTIFACT for a in self.client.list_artifacts(self.parent_run_id, "baseline")):
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            path = save_checkpoint(Path(tmp) / "baseline.pt", model, info)
+            self.client.log_artifact(self.parent_run_id, str(path), "baseline")
 
     def finish(self, status: str = "FINISHED") -> None:
         self.write_front(plots=True)
@@ -239,4 +251,3 @@ def read_front(uri: str | None, experiment: str) -> tuple[list[dict], dict | Non
         else None
     )
     return front_rows(trials), baseline
-

@@ -6,6 +6,7 @@ whole split on the device and augmenting with batched tensor ops is not.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 
 import torch
@@ -43,7 +44,15 @@ class TensorLoader:
         self.std = (std * scale).view(1, -1, 1, 1).to(self.device)
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.augment, self.pad, self.flip = augment, pad, flip
+        self.seed = seed
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
+
+    def shard(self, rank: int, world: int) -> TensorLoader:
+        """This worker's disjoint 1/world slice, for data-parallel training."""
+        out = copy.copy(self)
+        out.x, out.y = self.x[rank::world], self.y[rank::world]
+        out.generator = torch.Generator(device="cpu").manual_seed(self.seed + rank)
+        return out
 
     def __len__(self) -> int:
         n = len(self.y)

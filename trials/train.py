@@ -58,7 +58,7 @@ def _autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
-def _prepare(model: nn.Module, device: torch.device) -> nn.Module:
+def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
@@ -68,6 +68,49 @@ def _prepare(model: nn.Module, device: torch.device) -> nn.Module:
 def _inputs(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     x = x.to(device, non_blocking=True)
     return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
+
+
+def make_optimizer(model: nn.Module, cfg: FinetuneConfig, total: int):
+    """SGD with momentum (no weight decay on biases and norms) and the step-wise schedule."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    opt = torch.optim.SGD(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        nesterov=cfg.nesterov and cfg.momentum > 0,
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s, total))
+    return opt, sched
+
+
+def train_pass(
+    model: nn.Module, batches: Iterable, opt, sched, cfg: FinetuneConfig, device: torch.device, step: int = 0
+) -> tuple[float, int]:
+    """One pass over ``batches``; returns the mean loss and the step count after it.
+
+    A non-finite loss raises ``TrialFailed`` (checked every 50 steps and at the end, so
+    the GPU is not synchronised at every step).
+    """
+    model.train()
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    running, seen = torch.zeros((), device=device), 0
+    for x, y in batches:
+        with _autocast(device):
+            loss = loss_fn(model(_inputs(x, device)), y.to(device, non_blocking=True))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        running += loss.detach()
+        seen += 1
+        step += 1
+        if step % 50 == 0 and not torch.isfinite(running):
+            raise TrialFailed(f"training loss became non-finite at step {step} (lr {cfg.lr})")
+    mean = (running / max(seen, 1)).item()
+    if not math.isfinite(mean):
+        raise TrialFailed(f"training loss became non-finite by step {step} (lr {cfg.lr})")
+    return mean, step
 
 
 def finetune(
@@ -83,38 +126,13 @@ def finetune(
     mean training loss of the last epoch.
     """
     torch.manual_seed(cfg.seed)
-    _prepare(model, device).train()
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    opt = torch.optim.SGD(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr,
-        momentum=cfg.momentum,
-        nesterov=cfg.nesterov and cfg.momentum > 0,
-    )
+    prepare_model(model, device)
     total = cfg.total_steps(len(loader))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s, total))
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    opt, sched = make_optimizer(model, cfg, total)
     step, epoch, mean_loss = 0, 0, float("nan")
-    while step < total:
-        model.train()  # on_epoch may have evaluated the model
-        running, seen = torch.zeros((), device=device), 0
-        for x, y in islice(loader, total - step):
-            with _autocast(device):
-                loss = loss_fn(model(_inputs(x, device)), y.to(device, non_blocking=True))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            running += loss.detach()
-            seen += 1
-            step += 1
-            if step % 50 == 0 and not torch.isfinite(running):
-                raise TrialFailed(f"training loss became non-finite at step {step} (lr {cfg.lr})")
+    while step < total:  # on_epoch may evaluate: train_pass puts the model back in train mode
+        mean_loss, step = train_pass(model, islice(loader, total - step), opt, sched, cfg, device, step)
         epoch += 1
-        mean_loss = (running / max(seen, 1)).item()
-        if not math.isfinite(mean_loss):
-            raise TrialFailed(f"training loss became non-finite in epoch {epoch} (lr {cfg.lr})")
         if on_epoch is not None:
             on_epoch(epoch, mean_loss)
     return mean_loss
@@ -123,7 +141,7 @@ def finetune(
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable, device: torch.device) -> dict[str, float]:
     """Top-1 accuracy and mean cross-entropy over ``loader`` (eval mode)."""
-    _prepare(model, device).eval()
+    prepare_model(model, device).eval()
     correct, total = 0, 0
     loss_sum = torch.zeros((), device=device)
     for x, y in loader:
@@ -145,7 +163,7 @@ def recalibrate_bn(model: nn.Module, loader: Iterable, batches: int, device: tor
     Train-mode forward passes without gradients; running stats are reset first and
     averaged with equal weight (momentum=None) over the batches.
     """
-    _prepare(model, device)
+    prepare_model(model, device)
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns or batches <= 0:
         return

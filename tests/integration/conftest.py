@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -98,5 +99,44 @@ def ray_cluster(tmp_path_factory):
     try:
         yield {"address": f"127.0.0.1:{port}", "env": env}
     finally:
-        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        _stop_cluster(temp)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def _cluster_pids(temp: Path) -> set[int]:
+    """This cluster's processes: command lines that name its temp dir, and processes
+    (workers, agents) whose RAY_RAYLET_PID is one of its raylets."""
+    found = subprocess.run(["pgrep", "-f", str(temp)], capture_output=True, text=True).stdout.split()
+    pids = {int(p) for p in found}
+    raylets = set()
+    for p in pids:
+        try:
+            if b"raylet" in Path(f"/proc/{p}/cmdline").read_bytes():
+                raylets.add(p)
+        except OSError:
+            continue
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            env = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(e == f"RAY_RAYLET_PID={r}".encode() for r in raylets for e in env):
+            pids.add(int(proc.name))
+    return pids
+
+
+def _stop_cluster(temp: Path) -> None:
+    """Stop only this cluster's processes: `ray stop` would stop every Ray process on
+    the machine, a user's included."""
+    pids = _cluster_pids(temp)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.time() + 10
+        while time.time() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
+            time.sleep(0.5)

@@ -1,0 +1,292 @@
+"""Promotion: fully fine-tune one trial's configuration with Ray Train, evaluate it once
+on the test split, and register it in MLflow.
+
+The spec and the search's config come from MLflow (the trial's ``spec.json``, the
+search's ``config.yaml`` and ``baseline/baseline.pt``), so a promotion needs nothing
+but the tracking store and the data.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from itertools import islice
+from pathlib import Path
+
+import torch
+import yaml
+from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
+
+from orchestrator.config import SearchConfig, validate_config
+from orchestrator.tracking import BASELINE_ARTIFACT, ROLE, client_for, read_front
+from trials.baseline import ModelInfo, load_model, load_weights
+from trials.cost import count_cost, measure_latency
+from trials.data import DataConfig, load_test, load_train_val
+from trials.errors import UserError
+from trials.prune import prune, rebuild
+from trials.spec import ChannelSpec
+from trials.train import FinetuneConfig, evaluate
+
+MODEL_META, MODEL_STATE = "prunetune/model.json", "prunetune/state_dict.pt"
+
+
+@dataclass(frozen=True)
+class PromoteOptions:
+    epochs: int = 30
+    workers: int = 2
+    lr: float | None = None  # default: the search's trial lr
+    batch_size: int | None = None
+    register_as: str | None = None
+    max_macs_ratio: float | None = None
+    use_gpu: bool | None = None  # None: when the cluster has a GPU per worker
+    max_failures: int = 3
+
+
+def resolve_trial_run(client, target: str, max_macs_ratio: float | None):
+    """The child run to promote: ``target`` as a run id, or the best front point of the
+    experiment ``target`` with ``macs_ratio <= max_macs_ratio``."""
+    if max_macs_ratio is not None:
+        rows, _ = read_front(client.tracking_uri, target)
+        fit = [r for r in rows if r["pareto"] and r["macs_ratio"] <= max_macs_ratio]
+        if not fit:
+            raise UserError(f"experiment '{target}' has no front point with macs_ratio <= {max_macs_ratio}")
+        target = max(fit, key=lambda r: (r["val_accuracy"], -r["macs"]))["run_id"]
+    try:
+        run = client.get_run(target)
+    except MlflowException:
+        raise UserError(f"run '{target}' not found in the MLflow store {client.tracking_uri}") from None
+    if run.data.tags.get(ROLE) != "trial":
+        raise UserError(f"run '{target}' is not a prunetune trial run (tag {ROLE}={run.data.tags.get(ROLE)!r})")
+    if run.info.status != "FINISHED":
+        raise UserError(f"trial run '{target}' did not finish (status {run.info.status}): nothing to promote")
+    return run
+
+
+def _download(client, run_id: str, path: str, dst: str) -> Path:
+    try:
+        return Path(client.download_artifacts(run_id, path, dst))
+    except (MlflowException, OSError) as exc:
+        raise UserError(f"run '{run_id}' has no artifact '{path}' ({exc})") from None
+
+
+def _train_loop(config: dict) -> None:
+    """Runs on every Ray Train worker: DDP fine-tuning with a checkpoint each epoch."""
+    import ray.train
+    import ray.train.torch
+
+    from trials.train import make_optimizer, prepare_model, train_pass
+
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    info = ModelInfo(**config["info"])
+    model = rebuild(
+        info.arch, ChannelSpec.from_dict(config["spec"]), info.num_classes, info.in_channels, info.input_size
+    )
+    model.load_state_dict(config["state"])
+    ft = FinetuneConfig(**config["finetune"])
+    splits = load_train_val(DataConfig(**config["data"]), device)
+    train = splits.train.shard(rank, world) if hasattr(splits.train, "shard") else splits.train
+    if not hasattr(train, "shard"):
+        train = ray.train.torch.prepare_data_loader(train, move_to_device=False)
+    total = ft.total_steps(len(train))
+    prepare_model(model, device)
+    ddp = ray.train.torch.prepare_model(model, move_to_device=False)
+    opt, sched = make_optimizer(ddp, ft, total)
+    start, step, history, resumes = 0, 0, [], []
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:  # a restarted run (a worker died) continues from the last epoch
+        with checkpoint.as_directory() as d:
+            saved = torch.load(Path(d) / "state.pt", map_location=device, weights_only=True)
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["scheduler"])
+        start, step, history = saved["epoch"], saved["step"], saved["history"]
+        resumes = saved["resumes"] + [start]
+    epochs = -(-total // len(train))
+    for epoch in range(start + 1, epochs + 1):
+        loss, step = train_pass(ddp, islice(train, total - step), opt, sched, ft, device, step)
+        val = evaluate(model, splits.val, device)
+        history.append({"epoch": epoch, "train_loss": loss, "val_accuracy": val["accuracy"], "val_loss": val["loss"]})
+        metrics = history[-1]
+        if rank == 0:
+            with tempfile.TemporaryDirectory() as d:
+                torch.save(
+                    {
+                        "model": {k: v.cpu() for k, v in model.state_dict().items()},
+                        "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict(),
+                        "epoch": epoch,
+                        "step": step,
+                        "history": history,
+                        "resumes": resumes,
+                    },
+                    Path(d) / "state.pt",
+                )
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+        else:
+            ray.train.report(metrics)
+
+
+def _fine_tune(
+    cfg: SearchConfig, info: ModelInfo, spec: ChannelSpec, state: dict, opts: PromoteOptions, name: str
+) -> tuple[dict, list[dict]]:
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    use_gpu = opts.use_gpu
+    if use_gpu is None:
+        use_gpu = ray.cluster_resources().get("GPU", 0) >= opts.workers
+    ft = cfg.trial.finetune(cfg.search.seed)
+    ft = FinetuneConfig(
+        **{**asdict(ft), "epochs": float(opts.epochs), "steps": None, "schedule": "cosine", "lr": opts.lr or ft.lr}
+    )
+    data = cfg.data_config(opts.batch_size or cfg.trial.batch_size)
+    trainer = TorchTrainer(
+        _train_loop,
+        train_loop_config={
+            "info": asdict(info),
+            "spec": spec.to_dict(),
+            "state": state,
+            "finetune": asdict(ft),
+            "data": asdict(data),
+        },
+        scaling_config=ScalingConfig(
+            num_workers=opts.workers,
+            use_gpu=use_gpu,
+            resources_per_worker={"CPU": 1, **({"GPU": 1} if use_gpu else {})},
+        ),
+        run_config=RunConfig(
+            name=name,
+            storage_path=str(cfg.storage_dir() / "promote"),
+            failure_config=FailureConfig(max_failures=opts.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+        ),
+    )
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise UserError(f"promotion '{name}' produced no checkpoint: {result.error}")
+    with result.checkpoint.as_directory() as d:
+        saved = torch.load(Path(d) / "state.pt", map_location="cpu", weights_only=True)
+    return saved["model"], saved["history"], saved["resumes"]
+
+
+def _speed(baseline: torch.nn.Module, pruned: torch.nn.Module, shape: tuple, device: torch.device) -> dict:
+    """Latency and throughput of both networks, side by side on one device."""
+    out = {}
+    for bs in (1, 64):
+        for tag, net in (("baseline_", baseline), ("", pruned)):
+            ms = measure_latency(net.to(device), shape, bs, device, warmup=5, repeats=20)
+            out[f"{tag}latency_ms_b{bs}"] = ms
+            out[f"{tag}throughput_b{bs}"] = bs / ms * 1000.0
+        out[f"speedup_b{bs}"] = out[f"baseline_latency_ms_b{bs}"] / out[f"latency_ms_b{bs}"]
+    return out
+
+
+def promote(target: str, opts: PromoteOptions, tracking_uri: str | None = None, say=print) -> dict:
+    """Promote one trial; returns the promote run id and its metrics."""
+    client = client_for(tracking_uri)
+    trial = resolve_trial_run(client, target, opts.max_macs_ratio)
+    parent_id = trial.data.tags["mlflow.parentRunId"]
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = validate_config(yaml.safe_load(_download(client, parent_id, "config.yaml", tmp).read_text()))
+        spec = ChannelSpec.from_json(_download(client, trial.info.run_id, "spec.json", tmp).read_text())
+        baseline_path = _download(client, parent_id, BASELINE_ARTIFACT, tmp)
+        splits = load_train_val(cfg.data_config(), "cpu")
+        info = ModelInfo(cfg.model.arch, splits.num_classes, splits.in_channels, splits.image_size)
+        baseline, _ = load_model(baseline_path, info)
+    shape = (info.in_channels, info.input_size, info.input_size)
+    batches = list(islice(splits.train, 4)) if cfg.trial.criterion == "taylor" else None
+    pruned = prune(
+        copy.deepcopy(baseline),
+        spec,
+        cfg.trial.criterion,
+        input_shape=shape,
+        arch=info.arch,
+        batches=batches,
+        seed=cfg.search.seed,
+    )
+    name = f"promote-{trial.info.run_id[:8]}-{time.strftime('%Y%m%d-%H%M%S')}"
+    say(f"promoting trial {trial.info.run_id} ({cfg.name}): {opts.epochs} epochs on {opts.workers} Ray Train workers")
+    state, history, resumes = _fine_tune(cfg, info, spec, pruned.state_dict(), opts, name)
+    if resumes:
+        say(f"a worker was lost: training resumed from the checkpoint of epoch(s) {resumes}")
+
+    model = load_weights(
+        rebuild(info.arch, spec, info.num_classes, info.in_channels, info.input_size), state, "the promoted checkpoint"
+    ).eval()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    test = evaluate(model, load_test(cfg.data_config(), device), device)  # the only read of the test split
+    cost, base_cost = count_cost(model.cpu(), shape), count_cost(baseline, shape)
+    metrics = {
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
+        "val_accuracy": history[-1]["val_accuracy"],
+        "macs": cost.macs,
+        "params": cost.params,
+        "macs_ratio": cost.macs / base_cost.macs,
+        "params_ratio": cost.params / base_cost.params,
+        **_speed(baseline, model, shape, device),
+    }
+    run_id = _record(client, trial, cfg, info, spec, model.cpu(), metrics, history, opts, tracking_uri)
+    if resumes:
+        client.set_tag(run_id, "prunetune.resumed_from_epochs", ",".join(map(str, resumes)))
+    say(
+        f"test_accuracy {metrics['test_accuracy']:.4f} at {metrics['macs_ratio']:.3f}x MACs "
+        f"(speedup {metrics['speedup_b64']:.2f}x at batch 64); promote run {run_id}"
+    )
+    return {"run_id": run_id, **metrics}
+
+
+def _record(client, trial, cfg, info, spec, model, metrics, history, opts, tracking_uri) -> str:
+    import mlflow
+    from mlflow.models import infer_signature
+
+    run = client.create_run(
+        trial.info.experiment_id,
+        run_name=f"promote-{trial.info.run_id[:8]}",
+        tags={
+            ROLE: "promote",
+            "prunetune.trial_run_id": trial.info.run_id,
+            "prunetune.search_run_id": trial.data.tags["mlflow.parentRunId"],
+            "prunetune.arch": info.arch,
+        },
+    )
+    run_id, now = run.info.run_id, int(time.time() * 1000)
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()]
+        + [
+            Metric(k, float(h[k]), now, h["epoch"]) for h in history for k in ("train_loss", "val_accuracy", "val_loss")
+        ],
+    )
+    client.log_param(run_id, "epochs", opts.epochs)
+    client.log_param(run_id, "workers", opts.workers)
+    with tempfile.TemporaryDirectory() as tmp:
+        meta = {"format": "prunetune/1", **asdict(info), "spec": spec.to_dict(), "criterion": cfg.trial.criterion}
+        (Path(tmp) / "model.json").write_text(json.dumps(meta, indent=2))
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, Path(tmp) / "state_dict.pt")
+        client.log_artifacts(run_id, tmp, "prunetune")
+    mlflow.set_tracking_uri(tracking_uri or client.tracking_uri)
+    x = torch.randn(2, info.in_channels, info.input_size, info.input_size)
+    with torch.no_grad():
+        y = model.eval()(x)
+    with mlflow.start_run(run_id=run_id):
+        logged = mlflow.pytorch.log_model(
+            model,
+            name="model",
+            signature=infer_signature(x.numpy(), y.numpy()),
+            input_example=x.numpy(),
+            registered_model_name=opts.register_as,
+        )
+    if opts.register_as:
+        version = logged.registered_model_version
+        client.set_registered_model_alias(opts.register_as, "candidate", str(version))
+        client.set_tag(run_id, "prunetune.registered", f"{opts.register_as}@candidate (v{version})")
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
