@@ -16,7 +16,7 @@ from mlflow.exceptions import MlflowException
 from torch import nn
 
 from orchestrator.promote import MODEL_META, MODEL_STATE
-from orchestrator.tracking import ROLE, client_for
+from orchestrator.tracking import client_for, run_with_role
 from trials.baseline import ModelInfo, load_weights, save_checkpoint
 from trials.errors import UserError
 from trials.prune import rebuild
@@ -46,12 +46,7 @@ def load_promoted(model_uri: str, tracking_uri: str | None = None) -> tuple[nn.M
     ``runs:/RUN_ID`` or a run id) in eval mode, and its metadata."""
     client = client_for(tracking_uri)
     run_id = _run_id(client, model_uri)
-    try:
-        run = client.get_run(run_id)
-    except MlflowException:
-        raise UserError(f"run '{run_id}' not found in the MLflow store {client.tracking_uri}") from None
-    if run.data.tags.get(ROLE) != "promote":
-        raise UserError(f"run '{run_id}' is not a promote run: only promoted models can be loaded or exported")
+    run_with_role(client, run_id, "promote")  # only promoted models are loaded or exported
     with tempfile.TemporaryDirectory() as tmp:
         meta = json.loads(Path(client.download_artifacts(run_id, MODEL_META, tmp)).read_text())
         state = torch.load(client.download_artifacts(run_id, MODEL_STATE, tmp), map_location="cpu", weights_only=True)

@@ -22,7 +22,7 @@ from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 
 from orchestrator.config import SearchConfig, validate_config
-from orchestrator.tracking import BASELINE_ARTIFACT, ROLE, client_for, read_front
+from orchestrator.tracking import BASELINE_ARTIFACT, ROLE, client_for, read_front, run_with_role
 from trials.baseline import ModelInfo, load_model, load_weights
 from trials.cost import count_cost, measure_latency
 from trials.data import DataConfig, load_test, load_train_val
@@ -55,12 +55,7 @@ def resolve_trial_run(client, target: str, max_macs_ratio: float | None):
         if not fit:
             raise UserError(f"experiment '{target}' has no front point with macs_ratio <= {max_macs_ratio}")
         target = max(fit, key=lambda r: (r["val_accuracy"], -r["macs"]))["run_id"]
-    try:
-        run = client.get_run(target)
-    except MlflowException:
-        raise UserError(f"run '{target}' not found in the MLflow store {client.tracking_uri}") from None
-    if run.data.tags.get(ROLE) != "trial":
-        raise UserError(f"run '{target}' is not a prunetune trial run (tag {ROLE}={run.data.tags.get(ROLE)!r})")
+    run = run_with_role(client, target, "trial")
     if run.info.status != "FINISHED":
         raise UserError(f"trial run '{target}' did not finish (status {run.info.status}): nothing to promote")
     return run

@@ -132,8 +132,8 @@ def connect(address: str | None) -> None:
     quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
     if address:
         ray.init(address=address, **quiet)
-    else:
-        ray.init(include_dashboard=False, **quiet)
+    else:  # a local Ray listens on loopback only; DDP rendezvous then stays on this machine too
+        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **quiet)
 
 
 def _flat(d: dict, prefix: str = "") -> dict:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from mlflow.entities import Metric, Param
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from orchestrator.pareto import pareto_ranks
@@ -209,6 +210,17 @@ class SearchRecord:
                 self._last_plot = time.time()
             self.client.log_artifacts(self.parent_run_id, str(d), "pareto")
         return rows
+
+
+def run_with_role(client: MlflowClient, run_id: str, role: str):
+    """The run ``run_id``, checked to carry ``prunetune.role=role``; UserError otherwise."""
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise UserError(f"run '{run_id}' not found in the MLflow store {client.tracking_uri}") from None
+    if run.data.tags.get(ROLE) != role:
+        raise UserError(f"run '{run_id}' is not a prunetune {role} run (tag {ROLE}={run.data.tags.get(ROLE)!r})")
+    return run
 
 
 def _row(trial_id: str, run_id: str, m: dict) -> dict:

@@ -48,9 +48,12 @@ class TensorLoader:
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
 
     def shard(self, rank: int, world: int) -> TensorLoader:
-        """This worker's disjoint 1/world slice, for data-parallel training."""
+        """This worker's disjoint 1/world slice, for data-parallel training. Every shard has
+        the same size (the remainder is dropped): unequal batch counts deadlock DDP."""
         out = copy.copy(self)
-        out.x, out.y = self.x[rank::world], self.y[rank::world]
+        per = len(self.y) // world
+        idx = torch.arange(rank, per * world, world, device=self.y.device)
+        out.x, out.y = self.x[idx], self.y[idx]
         out.generator = torch.Generator(device="cpu").manual_seed(self.seed + rank)
         return out
 

@@ -64,3 +64,15 @@ def test_imagefolder_carves_validation_from_train(tmp_path):
     x, _ = next(iter(splits.train))
     assert x.shape == (4, 3, 32, 32)
     assert len(load_test(cfg).dataset) == 20
+
+
+@pytest.mark.parametrize("n,world", [(1151, 2), (1150, 2), (10, 3)])
+def test_shards_are_disjoint_and_equal_so_ddp_ranks_take_the_same_steps(n, world):
+    from trials.loaders import TensorLoader
+
+    x = torch.arange(n, dtype=torch.float).view(n, 1, 1, 1)
+    loader = TensorLoader(x, torch.zeros(n), batch_size=4, mean=torch.zeros(1), std=torch.ones(1), drop_last=True)
+    shards = [loader.shard(r, world) for r in range(world)]
+    assert len({len(s) for s in shards}) == 1 and len({s.num_samples for s in shards}) == 1
+    seen = [set(s.x.flatten().tolist()) for s in shards]
+    assert all(not (a & b) for i, a in enumerate(seen) for b in seen[i + 1 :])
