@@ -68,6 +68,7 @@ def _trainable(config: dict, baseline_state: dict | None = None, settings: dict 
         return
     result.pop("state_dict")
     result["spec_json"] = json.dumps(result.pop("spec"), sort_keys=True)
+    result["node_id"] = ray.get_runtime_context().get_node_id()
     tune.report({**result, "final": 1})
 
 
@@ -132,8 +133,8 @@ def connect(address: str | None) -> None:
     quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
     if address:
         ray.init(address=address, **quiet)
-    else:  # a local Ray listens on loopback only; DDP rendezvous then stays on this machine too
-        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **quiet)
+    else:
+        ray.init(include_dashboard=False, **quiet)
 
 
 def _flat(d: dict, prefix: str = "") -> dict:

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -174,7 +174,8 @@ class SearchRecord:
         run_id = self.child(trial_id, params)
         now, step = int(time.time() * 1000), int(result.get("epoch", 0))
         metrics = [Metric(k, float(result[k]), now, step) for k in FINAL_METRICS if k in result]
-        self.client.log_batch(run_id, metrics=metrics)
+        tags = [RunTag("prunetune.node_id", str(result["node_id"]))] if result.get("node_id") else []
+        self.client.log_batch(run_id, metrics=metrics, tags=tags)
         self.client.log_text(run_id, result["spec_json"], "spec.json")
         self.client.set_terminated(run_id, "FINISHED")
         self.finished[trial_id] = _row(trial_id, run_id, result)

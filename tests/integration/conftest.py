@@ -3,11 +3,6 @@ server with a sqlite backend, both started here and stopped after the session.""
 
 from __future__ import annotations
 
-import os
-import secrets
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,13 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from cluster.local import LocalCluster, free_port
+
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait(check, timeout: float, what: str) -> None:
@@ -71,72 +62,7 @@ def mlflow_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def ray_cluster(tmp_path_factory):
+def ray_cluster():
     """A one-node Ray cluster started with `ray start`, token authentication on."""
-    token = secrets.token_hex(32)
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "RAY_USAGE_STATS_ENABLED": "0"}
-    port = free_port()
-    temp = tmp_path_factory.mktemp("ray")
-    ray = str(BIN / "ray")
-    subprocess.run(
-        [
-            ray,
-            "start",
-            "--head",
-            "--node-ip-address=127.0.0.1",
-            f"--port={port}",
-            "--num-cpus=2",
-            "--num-gpus=0",
-            "--include-dashboard=false",
-            "--disable-usage-stats",
-            f"--temp-dir={temp}",
-        ],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=180,
-    )
-    try:
-        yield {"address": f"127.0.0.1:{port}", "env": env}
-    finally:
-        _stop_cluster(temp)
-        shutil.rmtree(temp, ignore_errors=True)
-
-
-def _cluster_pids(temp: Path) -> set[int]:
-    """This cluster's processes: command lines that name its temp dir, and processes
-    (workers, agents) whose RAY_RAYLET_PID is one of its raylets."""
-    found = subprocess.run(["pgrep", "-f", str(temp)], capture_output=True, text=True).stdout.split()
-    pids = {int(p) for p in found}
-    raylets = set()
-    for p in pids:
-        try:
-            if b"raylet" in Path(f"/proc/{p}/cmdline").read_bytes():
-                raylets.add(p)
-        except OSError:
-            continue
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            env = (proc / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if any(e == f"RAY_RAYLET_PID={r}".encode() for r in raylets for e in env):
-            pids.add(int(proc.name))
-    return pids
-
-
-def _stop_cluster(temp: Path) -> None:
-    """Stop only this cluster's processes: `ray stop` would stop every Ray process on
-    the machine, a user's included."""
-    pids = _cluster_pids(temp)
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.time() + 10
-        while time.time() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
-            time.sleep(0.5)
+    with LocalCluster(workers=0, head_cpus=2) as cluster:
+        yield {"address": cluster.address, "env": cluster.env}

@@ -1,0 +1,193 @@
+"""A multi-node Ray cluster on this machine, for development and tests.
+
+One head and N worker nodes, all on 127.0.0.1, with token authentication on. The token
+comes from ``RAY_AUTH_TOKEN`` when set, else is generated; it lives only in the
+environment of this process and its children, never in a file.
+
+    with LocalCluster(workers=2) as cluster:
+        subprocess.run(["prunetune", "search", "cfg.yaml", "--address", cluster.address], env=cluster.env)
+
+or from a shell: ``python -m cluster.local --workers 2`` (stops on Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _environ_has(pid: int, entries: set[bytes]) -> bool:
+    try:
+        return bool(entries & set(Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")))
+    except OSError:
+        return False
+
+
+def _pgrep(pattern: str) -> set[int]:
+    found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
+    return {int(p) for p in found if int(p) != os.getpid()}
+
+
+def processes_of(pattern: str) -> set[int]:
+    """Processes whose command line matches ``pattern``, and the Ray workers and agents of
+    any raylet among them (they carry the raylet's pid in RAY_RAYLET_PID)."""
+    pids = _pgrep(pattern)
+    raylets = set()
+    for p in pids:
+        try:
+            if b"raylet/raylet" in Path(f"/proc/{p}/cmdline").read_bytes():
+                raylets.add(p)
+        except OSError:
+            continue
+    marks = {f"RAY_RAYLET_PID={r}".encode() for r in raylets}
+    if marks:
+        pids |= {int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit() and _environ_has(int(d.name), marks)}
+    return pids
+
+
+def terminate(pids: set[int], grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL what is left after ``grace`` seconds."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.time() + grace
+        while time.time() < deadline and any(_alive(p) for p in pids):
+            time.sleep(0.25)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+class LocalCluster:
+    """Head + ``workers`` worker nodes on 127.0.0.1, token authentication on.
+
+    The head gets ``head_cpus`` CPUs (0: it only coordinates, trials run on workers);
+    worker ``i`` gets ``cpus_per_worker`` CPUs and a resource ``prunetune_worker_<i>``.
+    """
+
+    def __init__(self, workers: int = 2, cpus_per_worker: int = 1, head_cpus: int = 0, dashboard: bool = False):
+        self.workers, self.cpus_per_worker, self.head_cpus, self.dashboard = (
+            workers,
+            cpus_per_worker,
+            head_cpus,
+            dashboard,
+        )
+        self.token = os.environ.get("RAY_AUTH_TOKEN") or secrets.token_hex(32)
+        self.env = {
+            **os.environ,
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN": self.token,
+            "RAY_USAGE_STATS_ENABLED": "0",
+        }
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="ptray_"))  # short: Ray's socket paths are length-limited
+        self.port = free_port()
+        self.dashboard_port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.dashboard_address = f"http://127.0.0.1:{self.dashboard_port}"
+
+    def _ray_start(self, *args: str) -> None:
+        done = subprocess.run(
+            [RAY, "start", "--node-ip-address=127.0.0.1", "--disable-usage-stats", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"ray start {' '.join(args)} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+
+    def start(self) -> LocalCluster:
+        dash = (
+            ["--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}"]
+            if self.dashboard
+            else ["--include-dashboard=false"]
+        )
+        self._ray_start(
+            "--head",
+            f"--port={self.port}",
+            f"--num-cpus={self.head_cpus}",
+            "--num-gpus=0",
+            f"--temp-dir={self.temp_dir}",
+            *dash,
+        )
+        for i in range(1, self.workers + 1):
+            self.add_worker(i)
+        return self
+
+    def add_worker(self, i: int) -> None:
+        self._ray_start(
+            f"--address={self.address}",
+            f"--num-cpus={self.cpus_per_worker}",
+            "--num-gpus=0",
+            f"--resources={json.dumps({f'prunetune_worker_{i}': 1})}",
+        )
+
+    def kill_worker(self, i: int) -> int:
+        """Kill worker node ``i`` at once (raylet, its workers and agents), as a lost machine."""
+        pids = processes_of(f"prunetune_worker_{i}")
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return len(pids)
+
+    def stop(self) -> None:
+        """Stop this cluster's processes only: `ray stop` would stop every Ray on the machine."""
+        terminate(processes_of(str(self.temp_dir)))
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Start a local multi-node Ray cluster (token auth) until Ctrl-C.")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--cpus-per-worker", type=int, default=1)
+    parser.add_argument("--head-cpus", type=int, default=0)
+    parser.add_argument("--dashboard", action="store_true", help="start the dashboard (needed by `prunetune submit`)")
+    args = parser.parse_args(argv)
+    with LocalCluster(args.workers, args.cpus_per_worker, args.head_cpus, args.dashboard) as cluster:
+        print(f"Ray cluster up: head {cluster.address}, {args.workers} workers, token authentication on")
+        if "RAY_AUTH_TOKEN" not in os.environ:
+            print("Clients need its token: export RAY_AUTH_MODE=token RAY_AUTH_TOKEN=<the token below>")
+            print(cluster.token)
+        print(f"prunetune search CONFIG --address {cluster.address}    (Ctrl-C stops the cluster)")
+        try:
+            signal.pause()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
