@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from dataclasses import asdict
 
 import optuna
@@ -149,6 +150,10 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
     """Run (or resume) a search; returns the ranked rows of its finished trials."""
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # failure reports carry no metrics
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Fail an MLflow write in seconds during an outage (the callback buffers and replays it)
+    # rather than blocking Tune's event loop through minutes of client-side retries.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     storage = cfg.storage_dir()
     storage.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.trial.device) if cfg.trial.gpu > 0 else "cpu"
@@ -164,7 +169,14 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
     record.log_config(dump_config(cfg), _flat(cfg.model_dump(mode="json")))
     record.log_baseline(base_metrics)
     record.log_baseline_checkpoint(model, info)
-    callback = TrackingCallback(cfg.tracking.uri, cfg.name, record.parent_run_id, s.num_trials, base_metrics)
+    callback = TrackingCallback(
+        cfg.tracking.uri,
+        cfg.name,
+        record.parent_run_id,
+        s.num_trials,
+        base_metrics,
+        spill=storage / "mlflow-pending.json",
+    )
 
     connect(cfg.cluster.address)
     trainable = tune.with_resources(
@@ -204,7 +216,22 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
     except KeyboardInterrupt:
         record.finish("KILLED")
         raise
-    final = SearchRecord(cfg.tracking.uri, cfg.name, record.parent_run_id)
-    final.baseline = record.baseline
-    final.finish()
-    return final.rows()
+    return _finish(cfg, record, say)
+
+
+def _finish(cfg: SearchConfig, record: SearchRecord, say, timeout: float = 300.0) -> list[dict]:
+    """Write the final front and close the parent run, retrying while MLflow is unreachable."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            final = SearchRecord(cfg.tracking.uri, cfg.name, record.parent_run_id)
+            final.baseline = record.baseline
+            final.finish()
+            return final.rows()
+        except Exception as exc:  # noqa: BLE001 - tracking outage: retry, then say where things are
+            if time.time() > deadline:
+                raise UserError(
+                    f"MLflow at {cfg.tracking.uri} unreachable at the end of the search ({exc}); "
+                    f"Tune's results are under {cfg.storage_dir()}"
+                ) from None
+            time.sleep(2.0)

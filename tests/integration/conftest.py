@@ -28,11 +28,10 @@ def _wait(check, timeout: float, what: str) -> None:
     raise RuntimeError(f"{what} did not come up in {timeout:.0f} s")
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mlflow")
-    port = free_port()
-    log = open(root / "server.log", "w")
+def start_mlflow(root: Path, port: int) -> subprocess.Popen:
+    """An MLflow server on 127.0.0.1:port over a sqlite store in ``root``; returns when healthy."""
+    root.mkdir(parents=True, exist_ok=True)
+    log = open(root / "server.log", "a")
     proc = subprocess.Popen(
         [
             str(BIN / "mlflow"),
@@ -53,12 +52,23 @@ def mlflow_server(tmp_path_factory):
         cwd=root,
     )
     uri = f"http://127.0.0.1:{port}"
+    _wait(lambda: urllib.request.urlopen(f"{uri}/health", timeout=2).status == 200, 120, "the MLflow server")
+    return proc
+
+
+def stop_mlflow(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    port = free_port()
+    proc = start_mlflow(tmp_path_factory.mktemp("mlflow"), port)
     try:
-        _wait(lambda: urllib.request.urlopen(f"{uri}/health", timeout=2).status == 200, 120, "the MLflow server")
-        yield uri
+        yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop_mlflow(proc)
 
 
 @pytest.fixture(scope="session")

@@ -72,3 +72,60 @@ def test_trials_spread_over_both_workers_and_survive_a_lost_worker_node(tmp_path
     for c in children:
         assert c.info.status == "FINISHED" or c.data.tags.get("prunetune.error"), c.info.run_id
     assert sum(c.info.status == "FINISHED" for c in children) >= 5
+
+
+def test_an_mlflow_outage_mid_search_loses_no_result(tmp_path, ray_cluster):
+    import json
+    from pathlib import Path
+
+    from cluster.local import free_port
+    from tests.integration.conftest import start_mlflow, stop_mlflow
+
+    root, port = tmp_path / "mlflow", free_port()
+    uri = f"http://127.0.0.1:{port}"
+    server = start_mlflow(root, port)
+    data = _config(
+        tmp_path,
+        "it-outage",
+        uri,
+        ray_cluster["address"],
+        search={"num_trials": 6, "max_concurrent": 2, "warm_start": [0.5, 0.7]},
+        trial={"steps": 20},
+    )
+    path = tmp_path / "outage.yaml"
+    path.write_text(yaml.safe_dump(data))
+    proc = subprocess.Popen(
+        [PRUNETUNE, "search", str(path)],
+        env=ray_cluster["env"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                _, _, children = _runs(uri, "it-outage")
+                if any(c.info.status == "FINISHED" for c in children):
+                    break
+            except Exception:  # noqa: BLE001 - not created yet
+                pass
+            time.sleep(0.5)
+        stop_mlflow(server)  # the tracking server goes away for 20 seconds mid-search
+        time.sleep(20)
+        server = start_mlflow(root, port)
+        out, _ = proc.communicate(timeout=900)
+        assert proc.returncode == 0, out[-3000:]
+        assert "MLflow unreachable" in out and "buffer written" in out
+
+        client, parents, children = _runs(uri, "it-outage")
+        ids = [c.data.tags["prunetune.trial_id"] for c in children]
+        assert len(ids) == len(set(ids)) == 6 and all(c.info.status == "FINISHED" for c in children)
+        assert all({"val_accuracy", "macs"} <= set(c.data.metrics) for c in children)
+        front = json.loads(
+            Path(client.download_artifacts(parents[0].info.run_id, "pareto/front.json", str(tmp_path))).read_text()
+        )
+        assert len(front["trials"]) == 6 and parents[0].info.status == "FINISHED"
+    finally:
+        stop_mlflow(server)
