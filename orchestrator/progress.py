@@ -105,7 +105,8 @@ class TrackingCallback(Callback):
         elif result.get("final"):
             row = {k: result[k] for k in ("val_accuracy", "macs", "macs_ratio", "params")}
             self.done[trial.trial_id] = {**row, "trial": trial.trial_id, "run_id": ""}
-            self._write("log_final", trial.trial_id, params, dict(result))
+            if not result.get("replayed"):  # a replayed trial's child run is already complete
+                self._write("log_final", trial.trial_id, params, dict(result))
             self._progress(trial.trial_id, result)
         else:
             self._write("log_epoch", trial.trial_id, params, dict(result))

@@ -48,6 +48,10 @@ class PrunetuneOptunaSearch(OptunaSearch):
 
 def _trainable(config: dict, baseline_state: dict | None = None, settings: dict | None = None) -> None:
     s = settings
+    recorded = s.get("recorded", {}).get(tune.get_context().get_trial_id())
+    if recorded is not None:  # finished before the driver died, after Tune's last snapshot
+        tune.report({**recorded, "final": 1, "replayed": 1})
+        return
     tc = TrialConfig(
         arch=s["arch"],
         baseline=baseline_state,
@@ -153,6 +157,7 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
     # Fail an MLflow write in seconds during an outage (the callback buffers and replays it)
     # rather than blocking Tune's event loop through minutes of client-side retries.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")  # snapshot often: a killed driver loses little
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     storage = cfg.storage_dir()
     storage.mkdir(parents=True, exist_ok=True)
@@ -179,8 +184,14 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
     )
 
     connect(cfg.cluster.address)
+    settings = _settings(cfg, var_map)
+    if resume:  # trials MLflow holds as finished are replayed from the record, never trained again
+        settings["recorded"] = {
+            tid: {k: row[k] for k in ("val_accuracy", "macs", "macs_ratio", "params")}
+            for tid, row in record.finished.items()
+        }
     trainable = tune.with_resources(
-        tune.with_parameters(_trainable, baseline_state=state, settings=_settings(cfg, var_map)),
+        tune.with_parameters(_trainable, baseline_state=state, settings=settings),
         {"cpu": cfg.trial.cpu, "gpu": cfg.trial.gpu},
     )
     experiment = str(storage / "tune")

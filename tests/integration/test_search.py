@@ -146,7 +146,7 @@ def _finished(uri, name):
     return [c for c in children if c.info.status == "FINISHED"]
 
 
-def test_resume_continues_without_repeating_or_duplicating(tmp_path, mlflow_server, ray_cluster):
+def test_resume_after_the_driver_is_killed_repeats_and_duplicates_nothing(tmp_path, mlflow_server, ray_cluster):
     path = tmp_path / "resume.yaml"
     data = _config(
         tmp_path,
@@ -168,7 +168,7 @@ def test_resume_continues_without_repeating_or_duplicating(tmp_path, mlflow_serv
     deadline = time.time() + 300
     while len(_finished(mlflow_server, "it-resume")) < 2 and time.time() < deadline and proc.poll() is None:
         time.sleep(1)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGKILL)  # the driver dies without a chance to save anything
     out, _ = proc.communicate(timeout=180)
     first = {c.data.tags["prunetune.trial_id"]: c.info.run_id for c in _finished(mlflow_server, "it-resume")}
     assert 2 <= len(first) < 8, out
