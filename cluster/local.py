@@ -98,8 +98,10 @@ class LocalCluster:
             dashboard,
         )
         self.token = os.environ.get("RAY_AUTH_TOKEN") or secrets.token_hex(32)
+        path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"  # jobs run `python`
         self.env = {
             **os.environ,
+            "PATH": path,
             "RAY_AUTH_MODE": "token",
             "RAY_AUTH_TOKEN": self.token,
             "RAY_USAGE_STATS_ENABLED": "0",

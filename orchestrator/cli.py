@@ -164,6 +164,23 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _submit(args: argparse.Namespace) -> int:
+    from cluster.submit import submit_promote, submit_search
+
+    follow = not args.no_follow
+    if (args.config is None) == (args.promote is None):
+        raise UserError("submit needs either CONFIG (a search) or --promote TARGET (a promotion)")
+    if args.config is not None:
+        _, status = submit_search(args.config, list(args.set or []), args.address, args.tracking_uri, follow)
+    else:
+        extra = [args.promote, "--epochs", str(args.epochs), "--workers", str(args.workers)]
+        extra += ["--tracking-uri", args.tracking_uri] if args.tracking_uri else []
+        extra += ["--register-as", args.register_as] if args.register_as else []
+        extra += ["--max-macs-ratio", str(args.max_macs_ratio)] if args.max_macs_ratio is not None else []
+        _, status = submit_promote(extra, args.address, follow)
+    return 0 if status in ("SUCCEEDED", "PENDING") else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="prunetune", description="Search per-layer filter counts of a trained CNN.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -215,6 +232,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=None)
     p.add_argument("--tracking-uri", default=None)
     p.set_defaults(func=_export)
+
+    p = sub.add_parser("submit", help="submit a search (CONFIG) or a promotion (--promote) to a Ray cluster as a job")
+    p.add_argument("config", nargs="?", default=None)
+    p.add_argument("--address", required=True, help="the head's dashboard URL, e.g. http://HEAD:8265")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--tracking-uri", default=None)
+    p.add_argument("--promote", default=None, metavar="TARGET", help="a trial run id, or an experiment")
+    p.add_argument("--max-macs-ratio", type=float, default=None)
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--register-as", default=None)
+    p.add_argument("--no-follow", action="store_true", help="print the job id and return")
+    p.set_defaults(func=_submit)
 
     p = sub.add_parser("trial", help="run one trial: prune a baseline to a uniform keep ratio, fine-tune, measure")
     p.add_argument("--arch", default="resnet20")

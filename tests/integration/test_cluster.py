@@ -129,3 +129,25 @@ def test_an_mlflow_outage_mid_search_loses_no_result(tmp_path, ray_cluster):
         assert len(front["trials"]) == 6 and parents[0].info.status == "FINISHED"
     finally:
         stop_mlflow(server)
+
+
+def test_submit_runs_a_search_as_a_ray_job(tmp_path, mlflow_server):
+    with LocalCluster(workers=1, cpus_per_worker=2, head_cpus=0, dashboard=True) as cluster:
+        data = _config(tmp_path, "it-submit", mlflow_server, None, search={"num_trials": 2, "warm_start": [0.5, 1.0]})
+        data.pop("cluster")
+        path = tmp_path / "submit.yaml"
+        path.write_text(yaml.safe_dump(data))
+        done = subprocess.run(
+            [PRUNETUNE, "submit", str(path), "--address", cluster.dashboard_address, "--tracking-uri", mlflow_server],
+            env=cluster.env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert "submitted job" in done.stdout and "SUCCEEDED" in done.stdout
+        assert "Pareto front of 'it-submit'" in done.stdout  # the job's logs were followed
+        job_id = done.stdout.split("submitted job ", 1)[1].split()[0]
+        assert f"job {job_id}: SUCCEEDED" in done.stdout
+    _, parents, children = _runs(mlflow_server, "it-submit")
+    assert len(parents) == 1 and len(children) == 2

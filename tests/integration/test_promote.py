@@ -112,9 +112,13 @@ def test_promoting_an_unknown_run_or_a_non_trial_run_exits_2(tmp_path, mlflow_se
     assert none.returncode == 2 and "no front point with macs_ratio <= 0.01" in none.stderr
 
 
-def _train_workers() -> list[int]:
+def _train_workers(cluster) -> list[int]:
+    """Ray Train workers of this test's cluster only (never another Ray on the machine)."""
+    from cluster.local import processes_of
+
     found = subprocess.run(["pgrep", "-f", "ray::RayTrainWorker"], capture_output=True, text=True)
-    return [int(p) for p in found.stdout.split()]
+    ours = processes_of(str(cluster["temp_dir"]))
+    return [int(p) for p in found.stdout.split() if int(p) in ours]
 
 
 def test_promotion_resumes_from_its_last_checkpoint_when_a_worker_dies(tmp_path, mlflow_server, ray_cluster):
@@ -152,7 +156,7 @@ def test_promotion_resumes_from_its_last_checkpoint_when_a_worker_dies(tmp_path,
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and len(list(promote_dir.glob("*/checkpoint_*"))) < 2:
         time.sleep(0.2)  # two on disk: the first one is surely registered with the controller
-    workers = _train_workers()
+    workers = _train_workers(ray_cluster)
     assert workers, "no Ray Train worker found to kill"
     os.kill(workers[0], signal.SIGKILL)
     out, _ = proc.communicate(timeout=900)

@@ -22,3 +22,14 @@ def test_bad_input_exits_2_with_a_message(capsys):
     assert main(["inspect", "resnet21"]) == 2
     err = capsys.readouterr().err
     assert "model 'resnet21' is unknown" in err and "Traceback" not in err
+
+
+def test_submit_refuses_bad_input_before_contacting_a_cluster(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("name: x\n")
+    assert main(["submit", "--address", "http://127.0.0.1:9"]) == 2
+    assert "either CONFIG" in capsys.readouterr().err
+    assert main(["submit", str(cfg), "--address", "http://127.0.0.1:9"]) == 2  # storage 'runs' is relative
+    assert "absolute path every node sees" in capsys.readouterr().err
+    assert main(["submit", str(cfg), "--address", "127.0.0.1:9", "--set", "storage=/shared/runs"]) == 2
+    assert "dashboard URL" in capsys.readouterr().err
