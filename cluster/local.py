@@ -113,8 +113,19 @@ class LocalCluster:
         self.dashboard_address = f"http://127.0.0.1:{self.dashboard_port}"
 
     def _ray_start(self, *args: str) -> None:
+        # Every node gets its own agent and metrics ports: the defaults (52365, ...) are fixed,
+        # so a second cluster on this machine would collide with the first one's agents.
+        ports = [
+            f"--{flag}={free_port()}"
+            for flag in (
+                "dashboard-agent-listen-port",
+                "dashboard-agent-grpc-port",
+                "metrics-export-port",
+                "runtime-env-agent-port",
+            )
+        ]
         done = subprocess.run(
-            [RAY, "start", "--node-ip-address=127.0.0.1", "--disable-usage-stats", *args],
+            [RAY, "start", "--node-ip-address=127.0.0.1", "--disable-usage-stats", *ports, *args],
             env=self.env,
             capture_output=True,
             text=True,
