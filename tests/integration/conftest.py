@@ -73,7 +73,7 @@ def mlflow_server(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """A Ray cluster of a head (0 CPUs) and 2 one-CPU worker nodes, started with `ray start`,
-    token authentication on: every integration test runs on more than one node."""
-    with LocalCluster(workers=2, cpus_per_worker=1, head_cpus=0) as cluster:
+    """A one-node Ray cluster (2 CPUs) started with `ray start`, token authentication on.
+    The multi-node tests (tests/integration/test_cluster.py) start their own clusters."""
+    with LocalCluster(workers=0, head_cpus=2) as cluster:
         yield {"address": cluster.address, "env": cluster.env, "temp_dir": cluster.temp_dir}
