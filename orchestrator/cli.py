@@ -107,6 +107,20 @@ def _search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prune(args: argparse.Namespace) -> int:
+    from orchestrator.config import load_config
+
+    overrides = list(args.set or [])
+    if args.tracking_uri:
+        overrides.append(f"tracking.uri={args.tracking_uri}")
+    cfg = load_config(args.config, overrides)
+    from orchestrator.oneshot import run_prune
+
+    result = run_prune(cfg, args.method, args.macs_target)
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
 def _pareto(args: argparse.Namespace) -> int:
     from orchestrator.progress import format_rows
     from orchestrator.tracking import read_front, rows_to_csv
@@ -200,6 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: sqlite:///mlflow.db)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted search")
     p.set_defaults(func=_search)
+
+    p = sub.add_parser("prune", help="prune by one method's allocation (no search), fine-tune, log one MLflow run")
+    p.add_argument("config")
+    p.add_argument("--method", choices=("adapruner", "uniform", "paam"), required=True)
+    p.add_argument("--macs-target", type=float, default=None, help="fraction of baseline MACs to keep, e.g. 0.5")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key by dotted path")
+    p.add_argument("--tracking-uri", default=None)
+    p.set_defaults(func=_prune)
 
     p = sub.add_parser("pareto", help="print the Pareto front of a search, read from MLflow")
     p.add_argument("experiment")

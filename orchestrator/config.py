@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from trials.criteria import CRITERIA
 from trials.data import DATASETS, DataConfig
 from trials.errors import UserError
+from trials.regularizers import REGULARIZERS
 from trials.train import FinetuneConfig
 
 
@@ -41,6 +42,23 @@ class BaselineSection(_Strict):
     epochs: float = Field(15, gt=0)
     lr: float = Field(0.1, gt=0)
     batch_size: int = Field(128, ge=1)
+    # Train the baseline so that it prunes well (with a path: train on from that checkpoint):
+    # dafp (L1 on BN scales steered to target_sparsity), ffr (feature flow), paam (learned scores).
+    regularizer: Literal[REGULARIZERS] = "none"  # type: ignore[valid-type]
+    regularizer_weight: float | None = Field(None, gt=0)  # ffr and paam: penalty weight
+    target_sparsity: float = Field(0.5, gt=0, lt=1)  # dafp: share of BN scales under the threshold
+    sparsity_threshold: float = Field(0.05, gt=0)  # dafp: what counts as a near-zero BN scale
+    ffr_curvature: float = Field(1.0, ge=0)  # ffr: weight of the curvature term against the gradient term
+    paam_threshold: float = Field(0.5, gt=0, lt=1)  # paam: a filter scoring under it is cut (warm start)
+
+    def regularizer_options(self) -> dict:
+        if self.regularizer == "dafp":
+            return {"target": self.target_sparsity, "threshold": self.sparsity_threshold}
+        if self.regularizer == "ffr":
+            return {"weight": self.regularizer_weight, "curvature": self.ffr_curvature}
+        if self.regularizer == "paam":
+            return {"weight": self.regularizer_weight}
+        return {}
 
 
 class SearchSection(_Strict):
@@ -56,6 +74,9 @@ class SearchSection(_Strict):
     num_trials: int = Field(16, ge=1)
     max_concurrent: int = Field(2, ge=1)
     warm_start: list[float] = [0.5, 0.75, 1.0]  # uniform keep ratios evaluated first
+    # ... and allocations by method: adapruner (counts from BN importance, at macs_target or
+    # 0.5) and paam (counts from thresholding the learned scores of a paam baseline)
+    warm_start_methods: list[Literal["adapruner", "paam"]] = []
     seed: int = 0
 
     @model_validator(mode="after")
@@ -71,8 +92,14 @@ class SearchSection(_Strict):
 
 
 class TrialSection(_Strict):
-    criterion: Literal[CRITERIA] = "l1"  # type: ignore[valid-type]
+    # auto: per trial, the criterion whose pruned network scores best after adaptive BN (AdaPruner)
+    criterion: Literal[CRITERIA + ("auto",)] = "l1"  # type: ignore[valid-type]
+    auto_batches: int = Field(4, ge=1)
     adaptive_bn_batches: int = Field(10, ge=0)
+    # adaptive_bn: score candidates after BN recalibration, without fine-tuning (EagleEye)
+    evaluation: Literal["finetune", "adaptive_bn"] = "finetune"
+    regularizer: Literal["none", "ffr"] = "none"  # ffr: feature-flow regularization during the fine-tune
+    regularizer_weight: float | None = Field(None, gt=0)
     epochs: float | None = Field(2, gt=0)
     steps: int | None = Field(None, ge=1)
     lr: float = Field(0.02, gt=0)
@@ -117,6 +144,16 @@ class SearchConfig(_Strict):
     tracking: TrackingSection = TrackingSection()
     cluster: ClusterSection = ClusterSection()
     storage: str = "runs"  # Ray Tune results and the trained baseline go under storage/name
+
+    @model_validator(mode="after")
+    def _methods(self) -> SearchConfig:
+        needs_scores = self.trial.criterion == "paam" or "paam" in self.search.warm_start_methods
+        if needs_scores and self.baseline.regularizer != "paam" and not self.baseline.path:
+            raise ValueError(
+                "criterion paam and the paam warm start need learned scores: set baseline.regularizer: paam "
+                "(or a baseline.path trained that way)"
+            )
+        return self
 
     def data_config(self, batch_size: int | None = None) -> DataConfig:
         d = self.data

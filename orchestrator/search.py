@@ -10,23 +10,26 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 
 import optuna
 import ray
+import torch
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 from torch import nn
 
 from orchestrator.config import SearchConfig, dump_config
 from orchestrator.progress import TrackingCallback
-from orchestrator.space import distributions, group_ratios, variables, warm_start_points
+from orchestrator.space import distributions, grid, group_ratios, variables, warm_start_points
 from orchestrator.tracking import SearchRecord
-from trials.baseline import ModelInfo, load_model, save_checkpoint, train_baseline
+from trials.adapruner import allocate
+from trials.baseline import ModelInfo, load_model, read_scores, save_checkpoint, train_baseline
 from trials.cost import count_cost
 from trials.data import DataConfig, load_train_val
 from trials.errors import TrialFailed, UserError
 from trials.groups import build_graph
+from trials.regularizers import bn_sparsity, make_regularizer
 from trials.train import FinetuneConfig, evaluate
 from trials.trial import TrialConfig, resolve_device, run_trial
 
@@ -46,7 +49,9 @@ class PrunetuneOptunaSearch(OptunaSearch):
         super().on_trial_complete(trial_id, result=result, error=error)
 
 
-def _trainable(config: dict, baseline_state: dict | None = None, settings: dict | None = None) -> None:
+def _trainable(
+    config: dict, baseline_state: dict | None = None, settings: dict | None = None, scores: dict | None = None
+) -> None:
     s = settings
     recorded = s.get("recorded", {}).get(tune.get_context().get_trial_id())
     if recorded is not None:  # finished before the driver died, after Tune's last snapshot
@@ -62,7 +67,12 @@ def _trainable(config: dict, baseline_state: dict | None = None, settings: dict 
         keep_min=s["keep_min"],
         keep_max=s["keep_max"],
         criterion=s["criterion"],
+        auto_batches=s["auto_batches"],
+        learned_scores=scores,
         adaptive_bn_batches=s["adaptive_bn_batches"],
+        evaluation=s["evaluation"],
+        regularizer=s["regularizer"],
+        regularizer_options=s["regularizer_options"],
         finetune=FinetuneConfig(**s["finetune"]),
         device=s["device"],
     )
@@ -72,7 +82,10 @@ def _trainable(config: dict, baseline_state: dict | None = None, settings: dict 
         tune.report({"trial_failed": 1, "final": 1, "error": f"{type(exc).__name__}: {exc}"})
         return
     result.pop("state_dict")
+    result.pop("regularizer_history", None)
     result["spec_json"] = json.dumps(result.pop("spec"), sort_keys=True)
+    if "criterion_scores" in result:
+        result["criterion_scores"] = json.dumps(result["criterion_scores"], sort_keys=True)
     result["node_id"] = ray.get_runtime_context().get_node_id()
     tune.report({**result, "final": 1})
 
@@ -87,32 +100,88 @@ def _sampler(cfg: SearchConfig) -> optuna.samplers.BaseSampler:
     return optuna.samplers.NSGAIISampler(seed=s.seed, population_size=population)
 
 
-def prepare_baseline(cfg: SearchConfig, device, say=print) -> tuple[nn.Module, dict, ModelInfo]:
-    """Load or train the baseline; returns it (on the CPU), its metrics and model info."""
-    import torch
+@dataclass
+class Baseline:
+    model: nn.Module  # on the CPU
+    metrics: dict  # val_accuracy, val_loss, macs, params (+ bn_sparsity when regularized)
+    info: ModelInfo
+    scores: dict[str, torch.Tensor] = field(default_factory=dict)  # PAAM's learned scores
+    history: list[dict] = field(default_factory=list)  # the regularizer's course while training
 
+
+def prepare_baseline(cfg: SearchConfig, device, say=print) -> Baseline:
+    """Load or train the baseline (regularized when ``baseline.regularizer`` says so).
+
+    A trained baseline is saved under the storage directory and reused by later runs of
+    the same config; a regularized one is trained on from ``baseline.path`` when given.
+    """
     device = torch.device(device)
-    data = cfg.data_config(cfg.baseline.batch_size)
+    b = cfg.baseline
+    data = cfg.data_config(b.batch_size)
     splits = load_train_val(data, device)
     info = ModelInfo(cfg.model.arch, splits.num_classes, splits.in_channels, splits.image_size)
-    saved = cfg.storage_dir() / "baseline.pt"
-    path = cfg.baseline.path or (str(saved) if saved.is_file() else None)
-    if path:
+    saved = cfg.storage_dir() / ("baseline.pt" if b.regularizer == "none" else f"baseline-{b.regularizer}.pt")
+    history: list[dict] = []
+    if saved.is_file() or (b.path and b.regularizer == "none"):
+        path = str(saved) if saved.is_file() else b.path
         model, spec = load_model(path, info)
         if spec is not None:
             raise UserError(f"baseline.path '{path}' holds a pruned network; a search starts from an unpruned one")
+        scores = read_scores(path)
         say(f"baseline: loaded {path}")
     else:
-        say(f"baseline: training {info.arch} on {data.name} for {cfg.baseline.epochs:g} epochs ...")
-        ft = FinetuneConfig(epochs=cfg.baseline.epochs, lr=cfg.baseline.lr, seed=cfg.search.seed)
-        model, _ = train_baseline(info, data, ft, device, log=None)
-        save_checkpoint(saved, model, info)
+        init = None
+        if b.path:
+            init, spec = load_model(b.path, info)
+            if spec is not None:
+                raise UserError(
+                    f"baseline.path '{b.path}' holds a pruned network; a search starts from an unpruned one"
+                )
+        how = "training" if init is None else f"training on from {b.path}"
+        with_reg = "" if b.regularizer == "none" else f" with regularizer {b.regularizer}"
+        say(f"baseline: {how} {info.arch} on {data.name} for {b.epochs:g} epochs{with_reg} ...")
+        reg = make_regularizer(b.regularizer, **b.regularizer_options())
+        ft = FinetuneConfig(epochs=b.epochs, lr=b.lr, seed=cfg.search.seed)
+        model, trained = train_baseline(info, data, ft, device, log=None, reg=reg, init=init)
+        scores, history = trained.get("scores", {}), trained.get("regularizer_history", [])
+        save_checkpoint(saved, model, info, scores=scores)
         say(f"baseline: saved to {saved}")
     acc = evaluate(model, splits.val, device)
     shape = (info.in_channels, info.input_size, info.input_size)
     cost = count_cost(model.cpu(), shape)
     metrics = {"val_accuracy": acc["accuracy"], "val_loss": acc["loss"], "macs": cost.macs, "params": cost.params}
-    return model, metrics, info
+    if b.regularizer == "dafp":
+        metrics["bn_sparsity"] = bn_sparsity(model, b.sparsity_threshold)
+    needs_scores = cfg.trial.criterion == "paam" or "paam" in cfg.search.warm_start_methods
+    if needs_scores and not scores:
+        raise UserError("criterion paam / the paam warm start: the baseline carries no learned scores")
+    return Baseline(model, metrics, info, scores, history)
+
+
+def method_points(cfg: SearchConfig, base: Baseline, graph, var_map: dict[str, list[str]]) -> list[dict]:
+    """Warm-start points from the methods named in ``search.warm_start_methods``, as
+    sampled variables on the search grid."""
+    s = cfg.search
+    values = grid(s.keep_min, s.keep_max, s.keep_step)
+    points = []
+    for method in s.warm_start_methods:
+        if method == "adapruner":
+            target = (s.macs_target or 0.5) * base.metrics["macs"]
+            spec, _ = allocate(graph, target, keep_min=s.keep_min, keep_max=s.keep_max, round_to=s.round_to)
+            ratios = spec.ratios(graph.groups)
+        else:  # paam: the filters whose learned score clears the threshold
+            thr = cfg.baseline.paam_threshold
+            sizes = graph.by_name()
+            ratios = {
+                g: max(1, int((base.scores[g] >= thr).sum())) / sizes[g].channels if g in base.scores else 1.0
+                for g in sizes
+            }
+        point = {}
+        for var, groups in var_map.items():
+            r = sum(ratios[g] for g in groups) / len(groups)
+            point[var] = min(values, key=lambda v: abs(v - r))
+        points.append(point)
+    return points
 
 
 def _settings(cfg: SearchConfig, var_map: dict) -> dict:
@@ -126,10 +195,24 @@ def _settings(cfg: SearchConfig, var_map: dict) -> dict:
         "keep_min": s.keep_min,
         "keep_max": s.keep_max,
         "criterion": t.criterion,
+        "auto_batches": t.auto_batches,
         "adaptive_bn_batches": t.adaptive_bn_batches,
+        "evaluation": t.evaluation,
+        "regularizer": t.regularizer,
+        "regularizer_options": {"weight": t.regularizer_weight} if t.regularizer_weight else {},
         "finetune": asdict(t.finetune(s.seed)),
         "device": t.device,
     }
+
+
+def _dedup(points: list[dict]) -> list[dict]:
+    seen, out = set(), []
+    for p in points:
+        key = tuple(sorted(p.items()))
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out
 
 
 def connect(address: str | None) -> None:
@@ -162,7 +245,8 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
     storage = cfg.storage_dir()
     storage.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.trial.device) if cfg.trial.gpu > 0 else "cpu"
-    model, base_metrics, info = prepare_baseline(cfg, device, say)
+    base = prepare_baseline(cfg, device, say)
+    model, base_metrics, info = base.model, base.metrics, base.info
     say(f"baseline: val_accuracy {base_metrics['val_accuracy']:.4f}, MACs {base_metrics['macs'] / 1e6:.2f} M")
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     graph = build_graph(model, (info.in_channels, info.input_size, info.input_size), info.arch)
@@ -172,8 +256,8 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
 
     record = SearchRecord.open(cfg.tracking.uri, cfg.name, str(storage), resume)
     record.log_config(dump_config(cfg), _flat(cfg.model_dump(mode="json")))
-    record.log_baseline(base_metrics)
-    record.log_baseline_checkpoint(model, info)
+    record.log_baseline(base_metrics, base.history)
+    record.log_baseline_checkpoint(model, info, base.scores)
     callback = TrackingCallback(
         cfg.tracking.uri,
         cfg.name,
@@ -191,7 +275,12 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
             for tid, row in record.finished.items()
         }
     trainable = tune.with_resources(
-        tune.with_parameters(_trainable, baseline_state=state, settings=settings),
+        tune.with_parameters(
+            _trainable,
+            baseline_state=state,
+            settings=settings,
+            scores={k: v.tolist() for k, v in base.scores.items()} or None,
+        ),
         {"cpu": cfg.trial.cpu, "gpu": cfg.trial.gpu},
     )
     experiment = str(storage / "tune")
@@ -207,7 +296,10 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
             metric=metric,
             mode=mode,
             sampler=_sampler(cfg),
-            points_to_evaluate=warm_start_points(names, s.warm_start, s.keep_min, s.keep_max, s.keep_step),
+            points_to_evaluate=_dedup(
+                method_points(cfg, base, graph, var_map)
+                + warm_start_points(names, s.warm_start, s.keep_min, s.keep_max, s.keep_step)
+            ),
         )
         tuner = tune.Tuner(
             trainable,

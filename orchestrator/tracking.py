@@ -120,17 +120,19 @@ class SearchRecord:
         for chunk in _chunks(params):
             self.client.log_batch(self.parent_run_id, params=chunk)
 
-    def log_baseline(self, metrics: dict) -> None:
+    def log_baseline(self, metrics: dict, history: list[dict] | None = None) -> None:
+        """The baseline's metrics, and the course of its regularizer (one metric per
+        quantity, stepped by training step: DAFP's coefficient and sparsity, ...)."""
         self.baseline = {"val_accuracy": metrics["val_accuracy"], "macs": metrics["macs"]}
         now = int(time.time() * 1000)
-        self.client.log_batch(
-            self.parent_run_id,
-            metrics=[
-                Metric(f"baseline_{k}", float(v), now, 0) for k, v in metrics.items() if isinstance(v, (int, float))
-            ],
-        )
+        rows = [Metric(f"baseline_{k}", float(v), now, 0) for k, v in metrics.items() if isinstance(v, (int, float))]
+        for point in history or []:
+            step = int(point.get("step", 0))
+            rows += [Metric(f"baseline_{k}", float(v), now, step) for k, v in point.items() if k != "step"]
+        for chunk in _chunks(rows, 1000):
+            self.client.log_batch(self.parent_run_id, metrics=chunk)
 
-    def log_baseline_checkpoint(self, model, info) -> None:
+    def log_baseline_checkpoint(self, model, info, scores: dict | None = None) -> None:
         """The baseline's weights (plain tensors) under ``baseline/``, so that promotion
         needs nothing but the MLflow record."""
         from trials.baseline import save_checkpoint
@@ -138,7 +140,7 @@ class SearchRecord:
         if any(a.path == BASELINE_ARTIFACT for a in self.client.list_artifacts(self.parent_run_id, "baseline")):
             return
         with tempfile.TemporaryDirectory() as tmp:
-            path = save_checkpoint(Path(tmp) / "baseline.pt", model, info)
+            path = save_checkpoint(Path(tmp) / "baseline.pt", model, info, scores=scores)
             self.client.log_artifact(self.parent_run_id, str(path), "baseline")
 
     def finish(self, status: str = "FINISHED") -> None:
@@ -175,8 +177,12 @@ class SearchRecord:
         now, step = int(time.time() * 1000), int(result.get("epoch", 0))
         metrics = [Metric(k, float(result[k]), now, step) for k in FINAL_METRICS if k in result]
         tags = [RunTag("prunetune.node_id", str(result["node_id"]))] if result.get("node_id") else []
+        if result.get("criterion"):  # criterion auto: the one chosen for this spec
+            tags.append(RunTag("prunetune.criterion", str(result["criterion"])))
         self.client.log_batch(run_id, metrics=metrics, tags=tags)
         self.client.log_text(run_id, result["spec_json"], "spec.json")
+        if result.get("criterion_scores"):
+            self.client.log_text(run_id, str(result["criterion_scores"]), "criterion_scores.json")
         self.client.set_terminated(run_id, "FINISHED")
         self.finished[trial_id] = _row(trial_id, run_id, result)
         self.write_front()

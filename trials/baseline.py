@@ -3,7 +3,8 @@
 Checkpoints are plain dicts of tensors and primitives (no pickled modules) and are
 always read with ``torch.load(..., weights_only=True)``:
 ``{"format": "prunetune/1", "arch", "num_classes", "in_channels", "input_size",
-"spec" (or None), "metrics", "state_dict"}``. A bare state_dict also loads.
+"spec" (or None), "metrics", "state_dict", "scores" (optional: PAAM's learned filter
+scores, group -> tensor)}``. A bare state_dict also loads.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from torch import nn
 from trials.data import DataConfig, load_train_val
 from trials.errors import UserError
 from trials.prune import rebuild
+from trials.regularizers import Regularizer
 from trials.spec import ChannelSpec
 from trials.train import FinetuneConfig, evaluate, finetune
 
@@ -37,6 +39,7 @@ def save_checkpoint(
     info: ModelInfo,
     spec: ChannelSpec | None = None,
     metrics: dict | None = None,
+    scores: dict | None = None,
 ) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,6 +54,7 @@ def save_checkpoint(
             "spec": spec.to_dict() if spec else None,
             "metrics": dict(metrics or {}),
             "state_dict": state,
+            "scores": {k: torch.as_tensor(v).detach().cpu().float() for k, v in (scores or {}).items()},
         },
         path,
     )
@@ -101,24 +105,47 @@ def load_model(path: str | Path, info: ModelInfo) -> tuple[nn.Module, ChannelSpe
     return load_weights(model, data["state_dict"], f"baseline.path '{path}'"), spec
 
 
+def read_scores(path: str | Path) -> dict[str, torch.Tensor]:
+    """The learned filter scores a checkpoint carries (empty when it has none)."""
+    scores = read_checkpoint(path).get("scores") or {}
+    if not isinstance(scores, dict) or not all(isinstance(v, torch.Tensor) for v in scores.values()):
+        raise UserError(f"baseline.path: '{path}' has a malformed 'scores' entry")
+    return scores
+
+
 def train_baseline(
     info: ModelInfo,
     data: DataConfig,
     cfg: FinetuneConfig,
     device: torch.device | str = "cpu",
     log=print,
+    reg: Regularizer | None = None,
+    init: nn.Module | None = None,
 ) -> tuple[nn.Module, dict]:
-    """Train ``info.arch`` from scratch on ``data``; returns the model and its val metrics."""
+    """Train ``info.arch`` on ``data`` (from scratch, or on from ``init``) with an optional
+    regularizer; returns the model and its val metrics. With a ``PaamGates`` regularizer
+    the metrics carry ``scores`` (group -> learned per-channel scores)."""
+    from trials.groups import build_graph
     from trials.models import create_model
+    from trials.regularizers import PaamGates, bn_sparsity, group_scores
 
     device = torch.device(device)
     splits = load_train_val(data, device)
-    model = create_model(info.arch, num_classes=splits.num_classes, in_channels=splits.in_channels)
+    torch.manual_seed(cfg.seed)  # the initial weights too
+    model = init or create_model(info.arch, num_classes=splits.num_classes, in_channels=splits.in_channels)
 
     def on_epoch(epoch: int, loss: float) -> None:
         if log:
             log(f"baseline epoch {epoch}: train loss {loss:.4f}")
 
-    finetune(model, splits.train, cfg, device, on_epoch)
+    finetune(model, splits.train, cfg, device, on_epoch, reg=reg)
     m = evaluate(model, splits.val, device)
-    return model.cpu(), {"val_accuracy": m["accuracy"], "val_loss": m["loss"]}
+    metrics = {"val_accuracy": m["accuracy"], "val_loss": m["loss"]}
+    if reg is not None:
+        metrics["bn_sparsity"] = bn_sparsity(model, getattr(reg, "threshold", 0.05))
+        metrics["regularizer_history"] = reg.history
+    if isinstance(reg, PaamGates):
+        side = splits.image_size
+        graph = build_graph(model.cpu(), (splits.in_channels, side, side), info.arch)
+        metrics["scores"] = group_scores(reg.final_scores, graph.groups)
+    return model.cpu(), metrics

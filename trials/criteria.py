@@ -4,8 +4,11 @@ A criterion scores every channel of a group; the highest scores are kept. Scores
 torch-pruning's group importances (aggregated over every coupled layer):
 ``l1`` and ``l2`` (filter norms), ``bn_scale`` (|gamma| of the group's BN layers, the
 network-slimming criterion; groups without BN fall back to ``l1``), ``taylor`` (first
-order Taylor, Molchanov et al. 2019, from gradients of a few training batches) and
-``random`` (a seeded control).
+order Taylor, Molchanov et al. 2019, from gradients of a few training batches),
+``random`` (a seeded control), ``dafp`` (dependency-aware: a channel's BN scales times
+the norms of the next layers' weights that consume it) and ``paam`` (scores learned
+by PAAM training, stored with the baseline). ``auto`` (AdaPruner's adaptive weight
+inheritance) is resolved per trial by ``trials.adapruner.choose_criterion``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,40 @@ from torch import nn
 from trials.errors import UserError
 from trials.groups import ChannelGraph
 
-CRITERIA = ("l1", "l2", "bn_scale", "taylor", "random")
+CRITERIA = ("l1", "l2", "bn_scale", "taylor", "random", "dafp", "paam")
+AUTO_CANDIDATES = ("l1", "l2", "bn_scale", "taylor", "random")  # what ``auto`` chooses among
+_BN = nn.modules.batchnorm._BatchNorm
+
+
+def dafp_importance(group: tp.dependency.Group) -> torch.Tensor | None:
+    """DAFP: sum over the group's BN layers of |gamma| (the l1 norm of the producing
+    filters when the group has no BN) times the sum over its consuming layers of the
+    l2 norm of the input-channel slices that read each channel."""
+    n = len(group[0].root_idxs)
+    scale, use = torch.zeros(n), torch.zeros(n)
+    conv_scale = torch.zeros(n)
+    has_bn = has_next = False
+    for i, (dep, idxs) in enumerate(group):
+        layer, fn, roots = dep.layer, dep.pruning_fn, group[i].root_idxs
+        if roots is None or any(r is None for r in roots):
+            continue
+        roots = torch.tensor(roots)
+        if fn == tp.prune_batchnorm_out_channels and isinstance(layer, _BN) and layer.affine:
+            scale.scatter_add_(0, roots, layer.weight.detach()[idxs].abs().float().cpu())
+            has_bn = True
+        elif fn in (tp.prune_conv_out_channels, tp.prune_linear_out_channels):
+            w = layer.weight.detach()[idxs].flatten(1).abs().sum(1).float().cpu()
+            conv_scale.scatter_add_(0, roots, w)
+        elif fn in (tp.prune_conv_in_channels, tp.prune_linear_in_channels):
+            w = layer.weight.detach().transpose(0, 1).flatten(1)
+            if fn == tp.prune_conv_in_channels and layer.groups not in (1, layer.in_channels):
+                w = w.repeat(layer.groups, 1)
+            use.scatter_add_(0, roots, w[idxs].norm(dim=1).float().cpu())
+            has_next = True
+    first = scale if has_bn else conv_scale
+    if not has_next:
+        return first
+    return first * use
 
 
 def _importance(criterion: str) -> tp.importance.Importance:
@@ -31,6 +67,8 @@ def _importance(criterion: str) -> tp.importance.Importance:
         return tp.importance.BNScaleImportance()
     if criterion == "taylor":
         return tp.importance.GroupTaylorImportance()
+    if criterion == "dafp":
+        return dafp_importance
     raise UserError(f"criterion '{criterion}' is unknown: use one of {', '.join(CRITERIA)}")
 
 
@@ -55,11 +93,30 @@ def score_groups(
     *,
     batches: Iterable | None = None,
     seed: int = 0,
+    learned: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Scores per channel for each named group (higher = more important)."""
+    """Scores per channel for each named group (higher = more important).
+
+    ``learned`` holds the PAAM scores (group name -> per-channel scores) that the
+    criterion ``paam`` reads; a group without learned scores falls back to ``l1``.
+    """
     names = list(names)
     if criterion not in CRITERIA:
         raise UserError(f"criterion '{criterion}' is unknown: use one of {', '.join(CRITERIA)}")
+    if criterion == "paam":
+        if not learned:
+            raise UserError(
+                "criterion 'paam' needs learned filter scores: train the baseline with baseline.regularizer: paam"
+            )
+        sizes = graph.by_name()
+        out = score_groups(graph, "l1", [n for n in names if n not in learned])
+        for n in names:
+            if n in learned:
+                s = torch.as_tensor(learned[n]).float().flatten()
+                if len(s) != sizes[n].channels:
+                    raise UserError(f"paam scores of group '{n}' have {len(s)} entries, the group {sizes[n].channels}")
+                out[n] = s
+        return out
     if criterion == "random":
         gen = torch.Generator().manual_seed(seed)
         sizes = graph.by_name()

@@ -34,14 +34,17 @@ def apply_spec(
     *,
     batches: Iterable | None = None,
     seed: int = 0,
+    learned: dict | None = None,
 ) -> nn.Module:
-    """Prune the graph's model to ``spec`` and check every group holds its count."""
+    """Prune the graph's model to ``spec`` and check every group holds its count.
+
+    ``learned`` (group -> scores) feeds the ``paam`` criterion."""
     spec.validate(graph.groups)
     cut = [g for g in graph.groups if spec.kept(g) < g.channels]
     if criterion == "first":  # keep channels 0..k-1: only the shape matters (rebuild)
         scores = {g.name: -torch.arange(g.channels, dtype=torch.float) for g in cut}
     else:
-        scores = score_groups(graph, criterion, [g.name for g in cut], batches=batches, seed=seed)
+        scores = score_groups(graph, criterion, [g.name for g in cut], batches=batches, seed=seed, learned=learned)
     for g in cut:
         order = torch.argsort(scores[g.name], descending=True, stable=True)
         graph.remove(g.name, order[spec.kept(g) :].tolist())
@@ -68,6 +71,7 @@ def prune(
     arch: str | None = None,
     batches: Iterable | None = None,
     seed: int = 0,
+    learned: dict | None = None,
 ) -> nn.Module:
     """Prune ``model`` in place to ``spec``, keeping the filters ``criterion`` ranks highest.
 
@@ -76,7 +80,7 @@ def prune(
     """
     was_training = model.training
     graph = build_graph(model, input_shape or infer_input_shape(model), arch or spec.arch)
-    apply_spec(graph, spec, criterion, batches=batches, seed=seed)
+    apply_spec(graph, spec, criterion, batches=batches, seed=seed, learned=learned)
     return model.train(was_training)
 
 

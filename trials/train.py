@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from trials.errors import TrialFailed, UserError
+from trials.regularizers import Regularizer
 
 
 @dataclass(frozen=True)
@@ -70,12 +71,16 @@ def _inputs(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
 
 
-def make_optimizer(model: nn.Module, cfg: FinetuneConfig, total: int):
-    """SGD with momentum (no weight decay on biases and norms) and the step-wise schedule."""
+def make_optimizer(model: nn.Module, cfg: FinetuneConfig, total: int, extra: list | None = None):
+    """SGD with momentum (no weight decay on biases and norms, nor on ``extra``, a
+    regularizer's own parameters) and the step-wise schedule."""
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if extra:
+        groups.append({"params": list(extra), "weight_decay": 0.0})
     opt = torch.optim.SGD(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        groups,
         lr=cfg.lr,
         momentum=cfg.momentum,
         nesterov=cfg.nesterov and cfg.momentum > 0,
@@ -85,12 +90,20 @@ def make_optimizer(model: nn.Module, cfg: FinetuneConfig, total: int):
 
 
 def train_pass(
-    model: nn.Module, batches: Iterable, opt, sched, cfg: FinetuneConfig, device: torch.device, step: int = 0
+    model: nn.Module,
+    batches: Iterable,
+    opt,
+    sched,
+    cfg: FinetuneConfig,
+    device: torch.device,
+    step: int = 0,
+    reg: Regularizer | None = None,
 ) -> tuple[float, int]:
     """One pass over ``batches``; returns the mean loss and the step count after it.
 
-    A non-finite loss raises ``TrialFailed`` (checked every 50 steps and at the end, so
-    the GPU is not synchronised at every step).
+    ``reg``'s penalty is added to the loss of every step (the returned mean is the task
+    loss alone). A non-finite loss raises ``TrialFailed`` (checked every 50 steps and at
+    the end, so the GPU is not synchronised at every step).
     """
     model.train()
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
@@ -98,13 +111,16 @@ def train_pass(
     for x, y in batches:
         with _autocast(device):
             loss = loss_fn(model(_inputs(x, device)), y.to(device, non_blocking=True))
+            extra = reg.penalty(model) if reg is not None else None
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss if extra is None else loss + extra).backward()
         opt.step()
         sched.step()
         running += loss.detach()
         seen += 1
         step += 1
+        if reg is not None:
+            reg.after_step(model, step)
         if step % 50 == 0 and not torch.isfinite(running):
             raise TrialFailed(f"training loss became non-finite at step {step} (lr {cfg.lr})")
     mean = (running / max(seen, 1)).item()
@@ -119,22 +135,37 @@ def finetune(
     cfg: FinetuneConfig,
     device: torch.device,
     on_epoch: Callable[[int, float], None] | None = None,
+    reg: Regularizer | None = None,
 ) -> float:
     """Train ``model`` for the budget; ``on_epoch(epoch, train_loss)`` after each epoch.
 
-    A budget that ends mid-epoch calls ``on_epoch`` once more at the end. Returns the
-    mean training loss of the last epoch.
+    A budget that ends mid-epoch calls ``on_epoch`` once more at the end. ``reg`` is
+    attached for the run and detached at its end (before the last ``on_epoch``, so the
+    final evaluation sees the plain network). Returns the mean training loss of the
+    last epoch.
     """
     torch.manual_seed(cfg.seed)
     prepare_model(model, device)
     total = cfg.total_steps(len(loader))
-    opt, sched = make_optimizer(model, cfg, total)
+    if reg is not None:
+        reg.total_steps = total
+    extra = reg.attach(model) if reg is not None else []
+    opt, sched = make_optimizer(model, cfg, total, extra)
+    if reg is not None:
+        reg.optimizer = opt
     step, epoch, mean_loss = 0, 0, float("nan")
-    while step < total:  # on_epoch may evaluate: train_pass puts the model back in train mode
-        mean_loss, step = train_pass(model, islice(loader, total - step), opt, sched, cfg, device, step)
-        epoch += 1
-        if on_epoch is not None:
-            on_epoch(epoch, mean_loss)
+    try:
+        while step < total:  # on_epoch may evaluate: train_pass puts the model back in train mode
+            mean_loss, step = train_pass(model, islice(loader, total - step), opt, sched, cfg, device, step, reg)
+            epoch += 1
+            if reg is not None and step >= total:
+                reg.detach(model)
+                reg = None
+            if on_epoch is not None:
+                on_epoch(epoch, mean_loss)
+    finally:
+        if reg is not None:
+            reg.detach(model)
     return mean_loss
 
 

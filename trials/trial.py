@@ -16,18 +16,22 @@ from itertools import islice
 import torch
 from torch import nn
 
+from trials.adapruner import choose_criterion
 from trials.baseline import ModelInfo, load_model, load_weights
 from trials.budget import project_ratios
 from trials.cost import count_cost, measure_latency
+from trials.criteria import AUTO_CANDIDATES
 from trials.data import DataConfig, load_train_val
 from trials.errors import TrialFailed, UserError
 from trials.groups import build_graph
 from trials.models import create_model
 from trials.prune import apply_spec
+from trials.regularizers import make_regularizer
 from trials.spec import ChannelSpec
 from trials.train import FinetuneConfig, evaluate, finetune, recalibrate_bn
 
 Report = Callable[[dict], None]
+EVALUATIONS = ("finetune", "adaptive_bn")
 
 
 @dataclass
@@ -41,9 +45,15 @@ class TrialConfig:
     macs_target: float | None = None  # budget mode: scale keep ratios to this fraction of baseline MACs
     keep_min: float = 0.05  # bounds of the scaled ratios in budget mode
     keep_max: float = 1.0
-    criterion: str = "l1"
+    criterion: str = "l1"  # one of trials.criteria.CRITERIA, or "auto" (AdaPruner's choice per spec)
+    auto_candidates: tuple[str, ...] = AUTO_CANDIDATES
+    auto_batches: int = 4  # train batches for BN recalibration and val batches to score with
+    learned_scores: Mapping[str, list[float]] | None = None  # PAAM scores (group -> scores)
     taylor_batches: int = 4
     adaptive_bn_batches: int = 0  # > 0: recalibrate BN before fine-tuning and evaluation
+    evaluation: str = "finetune"  # or "adaptive_bn": EagleEye, BN recalibration and no training
+    regularizer: str = "none"  # "ffr": feature-flow regularization during the fine-tune
+    regularizer_options: Mapping[str, float] = field(default_factory=dict)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     latency_batch_size: int | None = None  # set to also measure latency
     device: str = "auto"
@@ -111,10 +121,29 @@ def run_trial(config: TrialConfig, report: Report | None = None) -> dict:
             arch=config.arch,
             num_classes=info.num_classes,
         )
+    if config.evaluation not in EVALUATIONS:
+        raise UserError(f"trial.evaluation '{config.evaluation}' is unknown: use one of {', '.join(EVALUATIONS)}")
+    learned = {k: torch.as_tensor(v) for k, v in config.learned_scores.items()} if config.learned_scores else None
+    criterion, extra = config.criterion, {}
+    if criterion == "auto":
+        criterion, by_criterion = choose_criterion(
+            model,
+            shape,
+            spec,
+            splits.train,
+            splits.val,
+            device,
+            candidates=config.auto_candidates,
+            batches=config.auto_batches,
+            taylor_batches=config.taylor_batches,
+            seed=config.finetune.seed,
+            learned=learned,
+        )
+        extra = {"criterion": criterion, "criterion_scores": by_criterion}
     batches = None
-    if config.criterion == "taylor":
+    if criterion == "taylor":
         batches = [(x.cpu(), y.cpu()) for x, y in islice(splits.train, config.taylor_batches)]
-    apply_spec(graph, spec, config.criterion, batches=batches, seed=config.finetune.seed)
+    apply_spec(graph, spec, criterion, batches=batches, seed=config.finetune.seed, learned=learned)
     model = copy.deepcopy(model)  # drop the graph's hooks and references before training
     del graph
     cost = count_cost(model, shape)
@@ -138,10 +167,19 @@ def run_trial(config: TrialConfig, report: Report | None = None) -> dict:
                 }
             )
 
-    if config.adaptive_bn_batches:
-        recalibrate_bn(model, splits.train, config.adaptive_bn_batches, device)
-    finetune(model, splits.train, config.finetune, device, on_epoch)
+    if config.evaluation == "adaptive_bn":  # EagleEye: BN statistics re-estimated, no training
+        recalibrate_bn(model, splits.train, max(1, config.adaptive_bn_batches), device)
+        m = _finite(evaluate(model, splits.val, device), "adaptive-BN evaluation")
+        last.update(m, epoch=0)
+    else:
+        if config.adaptive_bn_batches:
+            recalibrate_bn(model, splits.train, config.adaptive_bn_batches, device)
+        reg = make_regularizer(config.regularizer, **dict(config.regularizer_options))
+        finetune(model, splits.train, config.finetune, device, on_epoch, reg=reg)
+        if reg is not None and reg.history:
+            extra["regularizer_history"] = reg.history
     result = {
+        **extra,
         "val_accuracy": last["accuracy"],
         "val_loss": last["loss"],
         "epoch": last["epoch"],

@@ -1,0 +1,116 @@
+"""``prunetune prune``: one allocation by a method, pruned, fine-tuned, logged as one run.
+
+Methods: ``adapruner`` (counts from BN importance, one global factor bisected onto the
+MACs target), ``uniform`` (every group keeps the same share, bisected onto the target)
+and ``paam`` (counts from thresholding the learned scores of a PAAM baseline; with a
+MACs target, those counts are scaled onto it). The fine-tune is the config's trial
+fine-tune (its criterion, ``auto`` included, its epochs, its regularizer).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from orchestrator.config import SearchConfig, dump_config
+from orchestrator.search import Baseline, prepare_baseline
+from orchestrator.tracking import ROLE, client_for
+from trials.adapruner import allocate
+from trials.baseline import save_checkpoint
+from trials.budget import project_ratios
+from trials.errors import UserError
+from trials.groups import build_graph
+from trials.spec import ChannelSpec
+from trials.trial import TrialConfig, resolve_device, run_trial
+
+METHODS = ("adapruner", "uniform", "paam")
+
+
+def method_spec(cfg: SearchConfig, base: Baseline, method: str, macs_target: float | None) -> ChannelSpec:
+    """The per-group counts ``method`` gives for the baseline."""
+    if method not in METHODS:
+        raise UserError(f"--method '{method}' is unknown: use one of {', '.join(METHODS)}")
+    if macs_target is not None and not 0 < macs_target < 1:
+        raise UserError(f"--macs-target must be in (0, 1), got {macs_target}")
+    if method in ("adapruner", "uniform") and macs_target is None:
+        raise UserError(f"--method {method} needs --macs-target (the fraction of baseline MACs to keep)")
+    info, s = base.info, cfg.search
+    graph = build_graph(base.model, (info.in_channels, info.input_size, info.input_size), info.arch)
+    kw = {"keep_min": s.keep_min, "keep_max": s.keep_max, "round_to": s.round_to, "arch": info.arch}
+    kw["num_classes"] = info.num_classes
+    target = None if macs_target is None else macs_target * base.metrics["macs"]
+    if method == "adapruner":
+        return allocate(graph, target, **kw)[0]
+    if method == "uniform":
+        return project_ratios(graph, {g.name: 1.0 for g in graph.groups}, target, **kw)[0]
+    if not base.scores:
+        raise UserError("--method paam needs a baseline trained with baseline.regularizer: paam")
+    thr = cfg.baseline.paam_threshold
+    counts = {
+        g.name: max(1, int((base.scores[g.name] >= thr).sum())) if g.name in base.scores else g.channels
+        for g in graph.groups
+    }
+    spec = ChannelSpec(counts, info.arch)
+    if target is None:
+        return spec
+    return project_ratios(graph, spec.ratios(graph.groups), target, **kw)[0]
+
+
+def run_prune(cfg: SearchConfig, method: str, macs_target: float | None, say=print) -> dict:
+    """Prune the baseline by ``method``, fine-tune it as a trial does, log one MLflow run."""
+    device = resolve_device(cfg.trial.device) if cfg.trial.gpu > 0 else "cpu"
+    cfg.storage_dir().mkdir(parents=True, exist_ok=True)
+    base = prepare_baseline(cfg, device, say)
+    spec = method_spec(cfg, base, method, macs_target)
+    t = cfg.trial
+    say(f"{method}: {sum(spec.channels.values())} channels kept over {len(spec.channels)} groups; fine-tuning ...")
+    tc = TrialConfig(
+        arch=cfg.model.arch,
+        baseline={k: v.detach().clone() for k, v in base.model.state_dict().items()},
+        data=cfg.data_config(),
+        spec=spec,
+        criterion=t.criterion,
+        auto_batches=t.auto_batches,
+        learned_scores={k: v.tolist() for k, v in base.scores.items()} or None,
+        adaptive_bn_batches=t.adaptive_bn_batches,
+        evaluation=t.evaluation,
+        regularizer=t.regularizer,
+        regularizer_options={"weight": t.regularizer_weight} if t.regularizer_weight else {},
+        finetune=t.finetune(cfg.search.seed),
+        device=str(device),
+    )
+    result = run_trial(tc, report=lambda m: say(f"  epoch {m['epoch']}: val_accuracy {m['val_accuracy']:.4f}"))
+    state = result.pop("state_dict")
+    result.pop("regularizer_history", None)
+    client = client_for(cfg.tracking.uri)
+    exp = client.get_experiment_by_name(cfg.name)
+    exp_id = exp.experiment_id if exp else client.create_experiment(cfg.name)
+    tags = {ROLE: "prune", "prunetune.method": method, "prunetune.criterion": result.get("criterion", t.criterion)}
+    run = client.create_run(exp_id, run_name=f"prune-{method}-{time.strftime('%Y%m%d-%H%M%S')}", tags=tags)
+    rid = run.info.run_id
+    client.log_param(rid, "method", method)
+    client.log_param(rid, "macs_target", str(macs_target))
+    for k in ("val_accuracy", "val_loss", "macs", "params", "macs_ratio", "params_ratio"):
+        client.log_metric(rid, k, float(result[k]))
+    for k, v in base.metrics.items():
+        if isinstance(v, (int, float)):
+            client.log_metric(rid, f"baseline_{k}", float(v))
+    client.log_text(rid, json.dumps(result["spec"], indent=2, sort_keys=True), "spec.json")
+    client.log_text(rid, dump_config(cfg), "config.yaml")
+    client.log_text(rid, json.dumps(asdict(tc.finetune)), "finetune.json")
+    if result.get("criterion_scores"):
+        client.log_text(rid, json.dumps(result["criterion_scores"], sort_keys=True), "criterion_scores.json")
+    from trials.prune import rebuild
+
+    model = rebuild(cfg.model.arch, spec, base.info.num_classes, base.info.in_channels, base.info.input_size)
+    model.load_state_dict(state)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_checkpoint(
+            Path(tmp) / "pruned.pt", model, base.info, spec, {"val_accuracy": result["val_accuracy"]}
+        )
+        client.log_artifact(rid, str(path), "model")
+    client.set_terminated(rid, "FINISHED")
+    return {"run_id": rid, "method": method, **{k: v for k, v in result.items() if k != "spec"}}
