@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: quickstart test test-gpu lint install clean
+.PHONY: quickstart test test-gpu lint install clean bench
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ test: $(STAMP)
 
 test-gpu: $(STAMP)
 	$(BIN)/python -m pytest -m gpu tests
+
+# Benchmarks (never part of `make test`): each writes its figures into docs/.
+bench: $(STAMP)
+	$(BIN)/python -m bench.methods
+	$(BIN)/python -m bench.eagleeye
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -113,6 +113,12 @@ class TrialSection(_Strict):
     max_failures: int = Field(2, ge=0)  # retries of a trial lost with its node
     device: str = "auto"
 
+    @model_validator(mode="after")
+    def _check(self) -> TrialSection:
+        if self.evaluation == "adaptive_bn" and self.adaptive_bn_batches < 1:
+            raise ValueError("evaluation adaptive_bn needs adaptive_bn_batches >= 1 (the recalibration batches)")
+        return self
+
     def finetune(self, seed: int) -> FinetuneConfig:
         return FinetuneConfig(
             epochs=self.epochs,

@@ -51,7 +51,7 @@ class TrialConfig:
     learned_scores: Mapping[str, list[float]] | None = None  # PAAM scores (group -> scores)
     taylor_batches: int = 4
     adaptive_bn_batches: int = 0  # > 0: recalibrate BN before fine-tuning and evaluation
-    evaluation: str = "finetune"  # or "adaptive_bn": EagleEye, BN recalibration and no training
+    evaluation: str = "finetune"  # or "adaptive_bn": EagleEye, BN recalibration (adaptive_bn_batches) and no training
     regularizer: str = "none"  # "ffr": feature-flow regularization during the fine-tune
     regularizer_options: Mapping[str, float] = field(default_factory=dict)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
@@ -168,7 +168,7 @@ def run_trial(config: TrialConfig, report: Report | None = None) -> dict:
             )
 
     if config.evaluation == "adaptive_bn":  # EagleEye: BN statistics re-estimated, no training
-        recalibrate_bn(model, splits.train, max(1, config.adaptive_bn_batches), device)
+        recalibrate_bn(model, splits.train, config.adaptive_bn_batches, device)  # 0: as cut
         m = _finite(evaluate(model, splits.val, device), "adaptive-BN evaluation")
         last.update(m, epoch=0)
     else:

@@ -70,3 +70,45 @@ def test_cli_exits_2_without_traceback(tmp_path, capsys):
     assert "search.bogus: unknown key" in err and "Traceback" not in err
     assert main(["search", str(tmp_path / "missing.yaml")]) == 2
     assert main(["search", str(path), "--set", "search.bogus"]) == 2
+
+
+def test_method_switches_validate():
+    cfg = validate_config(
+        {
+            "name": "m",
+            "baseline": {"regularizer": "paam", "regularizer_weight": 0.002},
+            "trial": {"criterion": "auto", "evaluation": "adaptive_bn", "regularizer": "ffr"},
+            "search": {"warm_start_methods": ["adapruner", "paam"]},
+        }
+    )
+    assert cfg.baseline.regularizer_options() == {"weight": 0.002}
+    assert validate_config(
+        {"name": "d", "baseline": {"regularizer": "dafp", "target_sparsity": 0.4}}
+    ).baseline.regularizer_options() == {
+        "target": 0.4,
+        "threshold": 0.05,
+    }
+
+
+@pytest.mark.parametrize(
+    "data, where",
+    [
+        ({"trial": {"criterion": "paam"}}, "learned scores"),
+        ({"search": {"warm_start_methods": ["paam"]}}, "learned scores"),
+        ({"baseline": {"regularizer": "l0"}}, "baseline.regularizer"),
+        ({"baseline": {"target_sparsity": 1.5}}, "baseline.target_sparsity"),
+        ({"trial": {"evaluation": "oracle"}}, "trial.evaluation"),
+        ({"trial": {"regularizer": "dafp"}}, "trial.regularizer"),
+        ({"search": {"warm_start_methods": ["snip"]}}, "search.warm_start_methods"),
+    ],
+)
+def test_bad_method_switches_name_the_key(data, where):
+    with pytest.raises(UserError, match=where.replace(".", r"\.")):
+        validate_config({"name": "x", **data})
+
+
+def test_prune_with_bad_input_exits_2(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text("name: x\ntrial:\n  criterion: paam\n")
+    assert main(["prune", str(path), "--method", "adapruner", "--macs-target", "0.5"]) == 2
+    assert "learned scores" in capsys.readouterr().err

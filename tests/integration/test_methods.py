@@ -1,0 +1,79 @@
+"""Every seed method end to end inside a small search on real Ray, recorded in real MLflow,
+and `prunetune prune` logging its one run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.integration.test_search import PRUNETUNE, _config, _runs, _search
+
+pytestmark = pytest.mark.integration
+
+METHOD_SEARCHES = {
+    # DAFP: sparsity-trained baseline, dependency-aware criterion, EagleEye adaptive-BN fidelity
+    "it-dafp": (
+        {"regularizer": "dafp", "target_sparsity": 0.3},
+        {"criterion": "dafp", "evaluation": "adaptive_bn"},
+        {"warm_start_methods": ["adapruner"]},
+    ),
+    # PAAM: learned scores as criterion and as a warm-start point; FFR during trial fine-tunes
+    "it-paam": (
+        {"regularizer": "paam"},
+        {"criterion": "paam", "regularizer": "ffr", "regularizer_weight": 0.5},
+        {"warm_start_methods": ["paam"]},
+    ),
+    # FFR-trained baseline; AdaPruner's adaptive weight inheritance picks a criterion per trial
+    "it-ffr-auto": ({"regularizer": "ffr", "regularizer_weight": 1.0}, {"criterion": "auto"}, {}),
+}
+
+
+@pytest.mark.parametrize("name", list(METHOD_SEARCHES))
+def test_method_runs_end_to_end_inside_a_search(name, tmp_path, mlflow_server, ray_cluster):
+    baseline, trial, search = METHOD_SEARCHES[name]
+    data = _config(tmp_path, name, mlflow_server, ray_cluster["address"], {"num_trials": 4, **search}, trial)
+    data["baseline"].update(baseline)
+    done = _search(tmp_path, ray_cluster, data)
+    assert "[4/4]" in done.stdout and f"with regularizer {baseline['regularizer']}" in done.stdout
+    client, parents, children = _runs(mlflow_server, name)
+    assert len(parents) == 1 and len(children) == 4
+    assert all(c.info.status == "FINISHED" for c in children), [c.data.tags.get("prunetune.error") for c in children]
+    parent = parents[0].data
+    assert "baseline_val_accuracy" in parent.metrics
+    if baseline["regularizer"] == "dafp":  # the coefficient's course is on the search run
+        history = client.get_metric_history(parents[0].info.run_id, "baseline_dafp_weight")
+        assert len(history) >= 4 and "baseline_bn_sparsity" in parent.metrics
+    if trial["criterion"] == "auto":
+        for c in children:
+            chosen = c.data.tags["prunetune.criterion"]
+            scores = json.loads(
+                Path(client.download_artifacts(c.info.run_id, "criterion_scores.json", str(tmp_path))).read_text()
+            )
+            assert scores[chosen] == max(scores.values())
+    if search.get("warm_start_methods"):  # the method's point is the first trial Optuna ran
+        params = [c.data.params for c in children]
+        uniform = [p for p in params if len({v for k, v in p.items() if k.startswith("stage")}) == 1]
+        assert len(uniform) < len(params)
+
+
+def test_prune_command_logs_one_run_with_the_allocation(tmp_path, mlflow_server, ray_cluster):
+    data = _config(tmp_path, "it-prune", mlflow_server, ray_cluster["address"], trial={"criterion": "auto"})
+    path = tmp_path / "prune.yaml"
+    path.write_text(yaml.safe_dump(data))
+    cmd = [PRUNETUNE, "prune", str(path), "--method", "adapruner", "--macs-target", "0.5"]
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout[done.stdout.index("{") :])
+    assert abs(result["macs_ratio"] - 0.5) <= 0.005
+    client, _, _ = _runs(mlflow_server, "it-prune")
+    run = client.get_run(result["run_id"])
+    assert run.data.tags["prunetune.role"] == "prune" and run.data.tags["prunetune.method"] == "adapruner"
+    assert run.data.tags["prunetune.criterion"] == result["criterion"]
+    assert run.data.metrics["val_accuracy"] == pytest.approx(result["val_accuracy"])
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"spec.json", "model", "criterion_scores.json"}
+    bad = subprocess.run(cmd[:-2], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "--macs-target" in bad.stderr and "Traceback" not in bad.stderr
