@@ -54,6 +54,8 @@ def submit(
     try:
         entrypoint = " ".join(["python", "-m", "cluster.job_entry", *map(shlex.quote, entrypoint_args)])
         job_id = client.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": str(staged)})
+    except RuntimeError as exc:  # the Jobs API refused it (no agent, runtime env upload, auth)
+        raise UserError(f"the Ray cluster at {address} refused the job: {str(exc).splitlines()[0][:500]}") from None
     finally:
         shutil.rmtree(staged, ignore_errors=True)
     say(f"submitted job {job_id} to {address}: {entrypoint}")

@@ -19,6 +19,8 @@ from trials.errors import UserError
 from trials.regularizers import REGULARIZERS
 from trials.train import FinetuneConfig
 
+STORAGE_SCHEMES = ("s3", "gs", "gcs", "hdfs", "abfs", "abfss", "file")  # what pyarrow (so Ray) opens
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -149,7 +151,11 @@ class SearchConfig(_Strict):
     trial: TrialSection = TrialSection()
     tracking: TrackingSection = TrackingSection()
     cluster: ClusterSection = ClusterSection()
-    storage: str = "runs"  # Ray Tune results and the trained baseline go under storage/name
+    # Where Ray Tune's and Ray Train's results go, under storage/name: a local path, a
+    # shared filesystem path every node sees, or a URI (s3://, gs://, file://, ...) so that
+    # results outlive the head. With a URI, the driver's own files (the trained baseline
+    # cache, the MLflow spill file) go under ./runs/name on the driver.
+    storage: str = "runs"
 
     @model_validator(mode="after")
     def _methods(self) -> SearchConfig:
@@ -173,8 +179,27 @@ class SearchConfig(_Strict):
             num_workers=d.num_workers,
         )
 
+    def storage_uri(self) -> str:
+        """Ray Tune's / Ray Train's storage path: a URI, or an absolute local path."""
+        if "://" in self.storage:
+            return f"{self.storage.rstrip('/')}/{self.name}"
+        return str(self.storage_dir())
+
     def storage_dir(self) -> Path:
-        return (Path(self.storage) / self.name).resolve()
+        """The driver's local directory for this search (baseline cache, spill file)."""
+        root = "runs" if "://" in self.storage else self.storage
+        return (Path(root) / self.name).resolve()
+
+    @model_validator(mode="after")
+    def _storage(self) -> SearchConfig:
+        if "://" in self.storage:  # checked by scheme only: opening an s3:// URI goes to the network
+            scheme = self.storage.split("://", 1)[0]
+            if scheme not in STORAGE_SCHEMES:
+                raise ValueError(
+                    f"storage '{self.storage}': scheme '{scheme}' is not one of {', '.join(STORAGE_SCHEMES)} "
+                    "(or give a shared filesystem path)"
+                )
+        return self
 
 
 def _parse_override(item: str) -> tuple[list[str], object]:

@@ -158,7 +158,7 @@ def _fine_tune(
         ),
         run_config=RunConfig(
             name=name,
-            storage_path=str(cfg.storage_dir() / "promote"),
+            storage_path=f"{cfg.storage_uri()}/promote",
             failure_config=FailureConfig(max_failures=opts.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
         ),

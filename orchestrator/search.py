@@ -244,6 +244,7 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     storage = cfg.storage_dir()
     storage.mkdir(parents=True, exist_ok=True)
+    tune_storage = cfg.storage_uri()
     device = resolve_device(cfg.trial.device) if cfg.trial.gpu > 0 else "cpu"
     base = prepare_baseline(cfg, device, say)
     model, base_metrics, info = base.model, base.metrics, base.info
@@ -254,7 +255,7 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
     names = list(var_map)
     s = cfg.search
 
-    record = SearchRecord.open(cfg.tracking.uri, cfg.name, str(storage), resume)
+    record = SearchRecord.open(cfg.tracking.uri, cfg.name, tune_storage, resume)
     record.log_config(dump_config(cfg), _flat(cfg.model_dump(mode="json")))
     record.log_baseline(base_metrics, base.history)
     record.log_baseline_checkpoint(model, info, base.scores)
@@ -283,7 +284,7 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
         ),
         {"cpu": cfg.trial.cpu, "gpu": cfg.trial.gpu},
     )
-    experiment = str(storage / "tune")
+    experiment = f"{tune_storage}/tune"
     if resume and tune.Tuner.can_restore(experiment):
         say(f"resuming the search stored at {experiment}")
         tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=True)
@@ -308,7 +309,7 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
             ),
             run_config=tune.RunConfig(
                 name="tune",
-                storage_path=str(storage),
+                storage_path=tune_storage,
                 verbose=0,
                 callbacks=[callback],
                 failure_config=tune.FailureConfig(max_failures=cfg.trial.max_failures),
@@ -335,6 +336,6 @@ def _finish(cfg: SearchConfig, record: SearchRecord, say, timeout: float = 300.0
             if time.time() > deadline:
                 raise UserError(
                     f"MLflow at {cfg.tracking.uri} unreachable at the end of the search ({exc}); "
-                    f"Tune's results are under {cfg.storage_dir()}"
+                    f"Tune's results are under {cfg.storage_uri()}"
                 ) from None
             time.sleep(2.0)

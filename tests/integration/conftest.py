@@ -72,6 +72,42 @@ def mlflow_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def three_nodes():
+    """A head (no CPUs: it only schedules) and two 1-CPU worker nodes, token auth on: the
+    cluster the fault tests run on. Nothing here kills its nodes (the lost-node test starts
+    its own)."""
+    with LocalCluster(workers=2, cpus_per_worker=1, head_cpus=0) as cluster:
+        yield {"address": cluster.address, "env": cluster.env, "temp_dir": cluster.temp_dir}
+
+
+def finished_children(uri: str, name: str) -> list:
+    """The FINISHED child runs of a search (empty while its experiment does not exist)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        return []
+    runs = client.search_runs([exp.experiment_id], "tags.`prunetune.role` = 'trial'", max_results=1000)
+    return [r for r in runs if r.info.status == "FINISHED"]
+
+
+def wait_for_finished(uri: str, name: str, count: int, proc, timeout: float = 300) -> list:
+    """Poll MLflow until ``count`` trials of search ``name`` finished (or ``proc`` ended)."""
+    deadline = time.time() + timeout
+    done: list = []
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            done = finished_children(uri, name)
+        except Exception:  # noqa: BLE001 - the server may be starting
+            done = []
+        if len(done) >= count:
+            break
+        time.sleep(0.5)
+    return done
+
+
+@pytest.fixture(scope="session")
 def ray_cluster():
     """A one-node Ray cluster (2 CPUs) started with `ray start`, token authentication on.
     The multi-node tests (tests/integration/test_cluster.py) start their own clusters."""

@@ -1,17 +1,22 @@
-"""Real multi-node Ray clusters on this machine: token authentication, trials spread over
-worker nodes, and a worker node lost mid-search."""
+"""Real multi-node Ray clusters on this machine (a head and two worker nodes): token
+authentication, trials spread over the workers, and the faults: a worker node lost, the
+driver killed, the MLflow server gone for 20 s, trials that turn NaN."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
 
-from cluster.local import LocalCluster
+from cluster.local import LocalCluster, free_port
+from tests.integration.conftest import finished_children, start_mlflow, stop_mlflow, wait_for_finished
 from tests.integration.test_search import PRUNETUNE, _config, _runs
 
 pytestmark = pytest.mark.integration
@@ -74,13 +79,20 @@ def test_trials_spread_over_both_workers_and_survive_a_lost_worker_node(tmp_path
     assert sum(c.info.status == "FINISHED" for c in children) >= 5
 
 
-def test_an_mlflow_outage_mid_search_loses_no_result(tmp_path, ray_cluster):
-    import json
-    from pathlib import Path
+def _start(tmp_path, cluster, data: dict) -> subprocess.Popen:
+    path = tmp_path / f"{data['name']}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return subprocess.Popen(
+        [PRUNETUNE, "search", str(path)],
+        env=cluster["env"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
-    from cluster.local import free_port
-    from tests.integration.conftest import start_mlflow, stop_mlflow
 
+def test_an_mlflow_outage_mid_search_loses_no_result(tmp_path, three_nodes):
     root, port = tmp_path / "mlflow", free_port()
     uri = f"http://127.0.0.1:{port}"
     server = start_mlflow(root, port)
@@ -88,30 +100,13 @@ def test_an_mlflow_outage_mid_search_loses_no_result(tmp_path, ray_cluster):
         tmp_path,
         "it-outage",
         uri,
-        ray_cluster["address"],
+        three_nodes["address"],
         search={"num_trials": 6, "max_concurrent": 2, "warm_start": [0.5, 0.7]},
         trial={"steps": 20},
     )
-    path = tmp_path / "outage.yaml"
-    path.write_text(yaml.safe_dump(data))
-    proc = subprocess.Popen(
-        [PRUNETUNE, "search", str(path)],
-        env=ray_cluster["env"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = _start(tmp_path, three_nodes, data)
     try:
-        deadline = time.time() + 300
-        while time.time() < deadline and proc.poll() is None:
-            try:
-                _, _, children = _runs(uri, "it-outage")
-                if any(c.info.status == "FINISHED" for c in children):
-                    break
-            except Exception:  # noqa: BLE001 - not created yet
-                pass
-            time.sleep(0.5)
+        assert wait_for_finished(uri, "it-outage", 1, proc), "no trial finished before the outage"
         stop_mlflow(server)  # the tracking server goes away for 20 seconds mid-search
         time.sleep(20)
         server = start_mlflow(root, port)
@@ -129,6 +124,64 @@ def test_an_mlflow_outage_mid_search_loses_no_result(tmp_path, ray_cluster):
         assert len(front["trials"]) == 6 and parents[0].info.status == "FINISHED"
     finally:
         stop_mlflow(server)
+
+
+def test_resume_after_the_driver_is_killed_repeats_and_duplicates_nothing(tmp_path, mlflow_server, three_nodes):
+    """The driver is SIGKILLed mid-search; `--resume` finishes it. Tune's state lives at a
+    storage URI (file:// here; s3:// on a cluster), not in the driver's directory."""
+    data = _config(
+        tmp_path,
+        "it-resume",
+        mlflow_server,
+        three_nodes["address"],
+        search={"num_trials": 8, "max_concurrent": 1},
+        trial={"steps": 12},
+    )
+    data["storage"] = f"file://{tmp_path}/shared"
+    proc = _start(tmp_path, three_nodes, data)
+    wait_for_finished(mlflow_server, "it-resume", 2, proc)
+    proc.send_signal(signal.SIGKILL)  # the driver dies without a chance to save anything
+    out, _ = proc.communicate(timeout=180)
+    first = {c.data.tags["prunetune.trial_id"]: c.info.run_id for c in finished_children(mlflow_server, "it-resume")}
+    assert 2 <= len(first) < 8, out
+    assert (tmp_path / "shared" / "it-resume" / "tune").is_dir()  # Tune's snapshot is at the URI
+
+    done = subprocess.run(
+        [PRUNETUNE, "search", str(tmp_path / "it-resume.yaml"), "--resume"],
+        env=three_nodes["env"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "resuming the search stored at file://" in done.stdout
+    client, parents, children = _runs(mlflow_server, "it-resume")
+    ids = [c.data.tags["prunetune.trial_id"] for c in children]
+    assert len(parents) == 1 and len(ids) == len(set(ids)) == 8
+    assert all(c.info.status == "FINISHED" for c in children)
+    for trial_id, run_id in first.items():  # finished trials were not run again
+        assert {c.info.run_id for c in children if c.data.tags["prunetune.trial_id"] == trial_id} == {run_id}
+        steps = [m.step for m in client.get_metric_history(run_id, "train_loss")]
+        assert len(steps) == len(set(steps))
+
+
+def test_trials_that_turn_nan_fail_with_their_reason_and_the_search_goes_on(tmp_path, mlflow_server, three_nodes):
+    bad = _config(
+        tmp_path,
+        "it-fail",
+        mlflow_server,
+        three_nodes["address"],
+        search={"num_trials": 3},
+        trial={"lr": 1e12, "steps": 60},
+    )
+    proc = _start(tmp_path, three_nodes, bad)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0 and "(0 of 0 finished trials)" in out, out[-3000:]
+    _, parents, children = _runs(mlflow_server, "it-fail")
+    assert len(children) == 3 and all(c.info.status == "FAILED" for c in children)
+    assert all("non-finite" in c.data.tags["prunetune.error"] for c in children)
+    assert parents[0].info.status == "FINISHED"
 
 
 def test_submit_runs_a_search_as_a_ray_job(tmp_path, mlflow_server):

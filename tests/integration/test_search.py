@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -106,7 +104,7 @@ def test_front_search_records_one_child_per_trial_and_a_consistent_front(tmp_pat
     assert {t["run_id"] for t in json.loads(out.stdout)["trials"]} == expected
 
 
-def test_budget_mode_projects_every_trial_and_failures_do_not_stop_the_search(tmp_path, mlflow_server, ray_cluster):
+def test_budget_mode_projects_every_trial(tmp_path, mlflow_server, ray_cluster):
     _search(
         tmp_path,
         ray_cluster,
@@ -122,71 +120,3 @@ def test_budget_mode_projects_every_trial_and_failures_do_not_stop_the_search(tm
     assert len(children) == 4
     for c in children:
         assert abs(c.data.metrics["macs_ratio"] - 0.5) <= 0.005, c.data.metrics["macs_ratio"]
-
-    bad = _config(
-        tmp_path,
-        "it-fail",
-        mlflow_server,
-        ray_cluster["address"],
-        search={"num_trials": 3},
-        trial={"lr": 1e12, "steps": 60},
-    )
-    assert "(0 of 0 finished trials)" in _search(tmp_path, ray_cluster, bad).stdout
-    _, parents, children = _runs(mlflow_server, "it-fail")
-    assert len(children) == 3 and all(c.info.status == "FAILED" for c in children)
-    assert all("non-finite" in c.data.tags["prunetune.error"] for c in children)
-    assert parents[0].info.status == "FINISHED"
-
-
-def _finished(uri, name):
-    try:
-        _, _, children = _runs(uri, name)
-    except Exception:  # noqa: BLE001 - the experiment may not exist yet
-        return []
-    return [c for c in children if c.info.status == "FINISHED"]
-
-
-def test_resume_after_the_driver_is_killed_repeats_and_duplicates_nothing(tmp_path, mlflow_server, ray_cluster):
-    path = tmp_path / "resume.yaml"
-    data = _config(
-        tmp_path,
-        "it-resume",
-        mlflow_server,
-        ray_cluster["address"],
-        search={"num_trials": 8, "max_concurrent": 1},
-        trial={"steps": 12},
-    )
-    path.write_text(yaml.safe_dump(data))
-    proc = subprocess.Popen(
-        [PRUNETUNE, "search", str(path)],
-        env=ray_cluster["env"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    deadline = time.time() + 300
-    while len(_finished(mlflow_server, "it-resume")) < 2 and time.time() < deadline and proc.poll() is None:
-        time.sleep(1)
-    proc.send_signal(signal.SIGKILL)  # the driver dies without a chance to save anything
-    out, _ = proc.communicate(timeout=180)
-    first = {c.data.tags["prunetune.trial_id"]: c.info.run_id for c in _finished(mlflow_server, "it-resume")}
-    assert 2 <= len(first) < 8, out
-
-    done = subprocess.run(
-        [PRUNETUNE, "search", str(path), "--resume"],
-        env=ray_cluster["env"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    client, parents, children = _runs(mlflow_server, "it-resume")
-    ids = [c.data.tags["prunetune.trial_id"] for c in children]
-    assert len(parents) == 1 and len(ids) == len(set(ids)) == 8
-    assert all(c.info.status == "FINISHED" for c in children)
-    for trial_id, run_id in first.items():  # finished trials were not run again
-        assert {c.info.run_id for c in children if c.data.tags["prunetune.trial_id"] == trial_id} == {run_id}
-        steps = [m.step for m in client.get_metric_history(run_id, "train_loss")]
-        assert len(steps) == len(set(steps))

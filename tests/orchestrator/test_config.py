@@ -112,3 +112,14 @@ def test_prune_with_bad_input_exits_2(tmp_path, capsys):
     path.write_text("name: x\ntrial:\n  criterion: paam\n")
     assert main(["prune", str(path), "--method", "adapruner", "--macs-target", "0.5"]) == 2
     assert "learned scores" in capsys.readouterr().err
+
+
+def test_storage_may_be_a_uri_with_local_driver_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = validate_config({"name": "s", "storage": "s3://bucket/prunetune/"})
+    assert cfg.storage_uri() == "s3://bucket/prunetune/s"
+    assert cfg.storage_dir() == (tmp_path / "runs" / "s").resolve()  # baseline cache, spill file
+    local = validate_config({"name": "s", "storage": str(tmp_path / "shared")})
+    assert local.storage_uri() == str(tmp_path / "shared" / "s") and local.storage_dir() == tmp_path / "shared" / "s"
+    with pytest.raises(UserError, match="storage"):
+        validate_config({"name": "s", "storage": "nosuchscheme://x/y"})
