@@ -27,6 +27,10 @@ test-gpu: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.methods
 	$(BIN)/python -m bench.eagleeye
+	$(BIN)/python -m bench.speedup
+	$(BIN)/python -m bench.throughput
+	$(BIN)/python -m bench.overhead
+	$(BIN)/python -m bench.scale
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -13,7 +13,6 @@ Run: `python -m bench.eagleeye` (about 6 min on 2 CPU cores).
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import torch
 from scipy import stats
 
-from bench.report import machine, write_section
+from bench.report import machine, publish
 from trials.baseline import ModelInfo, train_baseline
 from trials.data import DataConfig, load_train_val
 from trials.groups import build_graph
@@ -133,12 +132,8 @@ def main() -> None:
     torch.manual_seed(0)
     res = run(args.candidates)
     res["machine"], res["date"] = machine(), time.strftime("%Y-%m-%d")
-    path = ROOT / "bench" / "results" / "eagleeye.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(res, indent=2))
     text = section(res, args.candidates)
-    write_section(ROOT / "docs" / "benchmarks.md", "eagleeye", text)
-    print(text)
+    publish("eagleeye", res, text)
 
 
 if __name__ == "__main__":

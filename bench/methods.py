@@ -9,14 +9,13 @@ docs/methods.md. Run: `python -m bench.methods` (about 10 min on 2 CPU cores).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import torch
 
-from bench.report import machine, write_section
+from bench.report import machine, publish
 from trials.adapruner import allocate
 from trials.baseline import ModelInfo, train_baseline
 from trials.budget import project_ratios
@@ -138,11 +137,7 @@ def main() -> None:
     results["seconds"] = time.perf_counter() - t0
     results["machine"] = machine()
     results["date"] = time.strftime("%Y-%m-%d")
-    out = ROOT / "bench" / "results" / "methods.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    write_section(ROOT / "docs" / "methods.md", "methods-table", table(results))
-    print(table(results))
+    publish("methods", results, table(results), doc="methods.md", key="methods-table")
 
 
 if __name__ == "__main__":

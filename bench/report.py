@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from pathlib import Path
@@ -33,3 +34,15 @@ def write_section(doc: Path, key: str, text: str) -> None:
     else:
         body = body.rstrip() + f"\n\n{start}\n{text}\n{end}\n"
     doc.write_text(body)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def publish(name: str, results: dict, text: str, doc: str = "benchmarks.md", key: str | None = None) -> None:
+    """Save ``results`` as bench/results/NAME.json, put ``text`` in its section of docs/DOC, print it."""
+    out = ROOT / "bench" / "results" / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    write_section(ROOT / "docs" / doc, key or name, text)
+    print(text)

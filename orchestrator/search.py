@@ -315,21 +315,26 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
                 failure_config=tune.FailureConfig(max_failures=cfg.trial.max_failures),
             ),
         )
+    t0 = time.perf_counter()
     try:
         tuner.fit()
     except KeyboardInterrupt:
         record.finish("KILLED")
         raise
-    return _finish(cfg, record, say)
+    return _finish(cfg, record, say, tune_seconds=time.perf_counter() - t0)
 
 
-def _finish(cfg: SearchConfig, record: SearchRecord, say, timeout: float = 300.0) -> list[dict]:
+def _finish(
+    cfg: SearchConfig, record: SearchRecord, say, timeout: float = 300.0, tune_seconds: float | None = None
+) -> list[dict]:
     """Write the final front and close the parent run, retrying while MLflow is unreachable."""
     deadline = time.time() + timeout
     while True:
         try:
             final = SearchRecord(cfg.tracking.uri, cfg.name, record.parent_run_id)
             final.baseline = record.baseline
+            if tune_seconds is not None:  # wall time of Tune's run (this driver's share of a resumed one)
+                final.client.log_metric(record.parent_run_id, "tune_seconds", tune_seconds)
             final.finish()
             return final.rows()
         except Exception as exc:  # noqa: BLE001 - tracking outage: retry, then say where things are

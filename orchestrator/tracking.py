@@ -72,7 +72,8 @@ class SearchRecord:
         self.children: dict[str, str] = {}  # Ray trial id -> child run id
         self.finished: dict[str, dict] = {}  # Ray trial id -> final metrics row
         self.baseline: dict | None = None
-        self._last_plot = 0.0
+        self._last_plot = self._last_front = 0.0
+        self._tagged: dict[str, bool] = {}  # run id -> the pareto tag last written
         self._load_existing()
 
     @classmethod
@@ -198,14 +199,26 @@ class SearchRecord:
         return front_rows(list(self.finished.values()))
 
     def write_front(self, plots: bool | None = None) -> list[dict]:
-        """Tag the front's child runs and write ``pareto/`` artifacts to the parent."""
+        """Tag the front's child runs and write ``pareto/`` artifacts to the parent.
+
+        Per finished trial this costs one front computation (O(n log n)) and a tag write
+        per run whose membership changed; while trials finish, the json/csv artifacts are
+        rewritten at most every 10 s and the plots every 30 s (``plots=True``, at the end,
+        writes everything), so bookkeeping per trial stays flat as a search grows.
+        """
         rows = self.rows()
         if not rows:
             return rows
         for r in rows:
-            self.client.set_tag(r["run_id"], PARETO, "true" if r["pareto"] else "false")
+            if self._tagged.get(r["run_id"]) != r["pareto"]:
+                self.client.set_tag(r["run_id"], PARETO, "true" if r["pareto"] else "false")
+                self._tagged[r["run_id"]] = r["pareto"]
+        now = time.time()
+        if not plots and now - self._last_front < 10:
+            return rows
+        self._last_front = now
         if plots is None:  # plots are heavier: at most every 30 s while trials finish
-            plots = time.time() - self._last_plot > 30
+            plots = now - self._last_plot > 30
         with tempfile.TemporaryDirectory() as tmp:
             d = Path(tmp)
             (d / "front.json").write_text(json.dumps({"baseline": self.baseline, "trials": rows}, indent=2))

@@ -202,5 +202,27 @@ def test_submit_runs_a_search_as_a_ray_job(tmp_path, mlflow_server):
         assert "Pareto front of 'it-submit'" in done.stdout  # the job's logs were followed
         job_id = done.stdout.split("submitted job ", 1)[1].split()[0]
         assert f"job {job_id}: SUCCEEDED" in done.stdout
-    _, parents, children = _runs(mlflow_server, "it-submit")
-    assert len(parents) == 1 and len(children) == 2
+        _, parents, children = _runs(mlflow_server, "it-submit")
+        assert len(parents) == 1 and len(children) == 2
+
+        # ... and a promotion of its best point, as a second job (Ray Train on the cluster)
+        promote = [PRUNETUNE, "submit", "--promote", "it-submit", "--max-macs-ratio", "1.0", "--epochs", "1"]
+        promote += ["--workers", "2", "--register-as", "it-submitted", "--address", cluster.dashboard_address]
+        promote += ["--tracking-uri", mlflow_server]
+        done = subprocess.run(promote, env=cluster.env, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert "SUCCEEDED" in done.stdout and "cluster.job_entry promote it-submit" in done.stdout
+    client, _, _ = _runs(mlflow_server, "it-submit")
+    version = client.get_model_version_by_alias("it-submitted", "candidate")
+    promoted = client.get_run(version.run_id)
+    assert promoted.data.tags["prunetune.role"] == "promote" and "test_accuracy" in promoted.data.metrics
+
+    # a job the cluster cannot take is one clear line, exit 2 (here: nothing listens there)
+    refused = subprocess.run(
+        [PRUNETUNE, "submit", str(path), "--address", f"http://127.0.0.1:{free_port()}", "--no-follow"],
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr[-2000:]

@@ -1,0 +1,114 @@
+"""Orchestration overhead: how much of the cluster's trial-slot time is spent inside trials?
+
+A local 3-node Ray cluster (a head that only schedules, two 1-CPU worker nodes: two
+trial slots), token authentication on; a real `prunetune search` of trials with fixed
+work (a ResNet-20 fine-tune of a fixed number of steps on the digits data, about 30 s
+each on one core), recorded into a local MLflow store. Busy share = sum of the trials'
+own wall time (``trial_seconds``: data, pruning, fine-tune, evaluation) / (slots x Tune's
+wall time, ``tune_seconds``). Target: >= 95%. The rest is split into Tune's per-trial
+gap (trial start to first code, result handling, the driver's MLflow writes) and the
+tail (the last round leaves a slot idle when the trials do not divide evenly).
+Results: bench/results/overhead.json and docs/benchmarks.md.
+Run: `python -m bench.overhead` (about 6 min).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+from mlflow.tracking import MlflowClient
+
+from bench.report import machine, publish
+from cluster.local import LocalCluster
+
+ROOT = Path(__file__).resolve().parent.parent
+PRUNETUNE = str(Path(sys.executable).parent / "prunetune")
+
+
+def run(trials: int, steps: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp, LocalCluster(workers=2, cpus_per_worker=1, head_cpus=0) as cluster:
+        uri = f"sqlite:///{tmp}/mlflow.db"
+        cfg = {
+            "name": "bench-overhead",
+            "model": {"arch": "resnet20"},
+            "data": {"name": "digits"},
+            "baseline": {"epochs": 1},
+            "search": {"granularity": "stage", "num_trials": trials, "max_concurrent": 2, "warm_start": [0.5]},
+            "trial": {"steps": steps, "batch_size": 64, "adaptive_bn_batches": 2, "cpu": 1},
+            "tracking": {"uri": uri},
+            "cluster": {"address": cluster.address},
+            "storage": f"{tmp}/runs",
+        }
+        path = Path(tmp) / "overhead.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        t0 = time.perf_counter()
+        done = subprocess.run(
+            [PRUNETUNE, "search", str(path)], env=cluster.env, cwd=tmp, capture_output=True, text=True
+        )
+        wall = time.perf_counter() - t0
+        if done.returncode != 0:
+            raise SystemExit(done.stdout[-3000:] + done.stderr[-3000:])
+        client = MlflowClient(uri)
+        exp = client.get_experiment_by_name("bench-overhead")
+        runs = client.search_runs([exp.experiment_id], max_results=1000)
+        parent = next(r for r in runs if r.data.tags.get("prunetune.role") == "search")
+        children = [r for r in runs if r.data.tags.get("prunetune.role") == "trial"]
+        secs = [c.data.metrics["trial_seconds"] for c in children]
+        tune = parent.data.metrics["tune_seconds"]
+        slots = 2
+        busy = sum(secs) / (slots * tune)
+        rounds = -(-trials // slots)
+        # the tail: in the last round, the slots that have no trial to run
+        tail = (rounds * slots - trials) * (sum(secs) / len(secs)) / (slots * tune)
+        return {
+            "trials": trials,
+            "steps": steps,
+            "mean_trial_seconds": sum(secs) / len(secs),
+            "tune_seconds": tune,
+            "command_seconds": wall,
+            "busy_share": busy,
+            "tail_share": tail,
+            "per_trial_gap_seconds": (slots * tune * (1 - tail) - sum(secs)) / trials,
+        }
+
+
+def section(res: dict) -> str:
+    r = res["result"]
+    return "\n".join(
+        [
+            "## Orchestration overhead",
+            "",
+            f"`python -m bench.overhead` on {res['machine']}, {res['date']}: a local Ray cluster of a head and two "
+            f"1-CPU worker nodes (two trial slots, token auth), {r['trials']} trials of fixed work ({r['steps']} "
+            f"fine-tune steps of a ResNet-20 on the digits data, {r['mean_trial_seconds']:.1f} s each on average), "
+            "MLflow in a local store.",
+            "",
+            "| figure | value |",
+            "|---|---|",
+            f"| busy share: sum of trial time / (2 slots x Tune wall time) | {100 * r['busy_share']:.1f}% (target 95%) |",
+            f"| Tune wall time | {r['tune_seconds']:.0f} s |",
+            f"| idle tail (last round, {r['trials']} trials over 2 slots) | {100 * r['tail_share']:.1f}% |",
+            f"| gap per trial (start, result handling, driver's MLflow writes) | {r['per_trial_gap_seconds']:.2f} s |",
+            f"| whole command (baseline training, Ray connect, final front) | {r['command_seconds']:.0f} s |",
+        ]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=120)
+    args = parser.parse_args()
+    res = {"result": run(args.trials, args.steps), "machine": machine(), "date": time.strftime("%Y-%m-%d")}
+    text = section(res)
+    publish("overhead", res, text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""Scale: a search of 2,000 cheap trials. Does the driver's bookkeeping stay flat?
+
+The search machinery is the real one: Ray Tune (local Ray), prunetune's Optuna searcher
+(NSGA-II over the per-stage keep ratios of a ResNet-20), and prunetune's tracking
+callback writing every trial to MLflow (a local SQLite store) and updating the Pareto
+front. Only the trial is cheap: instead of pruning and training, it reports an accuracy
+and MACs computed from its keep ratios (no training). Measured, over windows ending at
+trial 100, 500 and 2,000: the mean time per trial spent in the callback (MLflow writes,
+front update, progress line), and the driver's peak resident memory.
+Results: bench/results/scale.json and docs/benchmarks.md.
+Run: `python -m bench.scale` (about 10 min on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import ray
+from ray import tune
+
+from bench.report import machine, publish
+from orchestrator.progress import TrackingCallback
+from orchestrator.search import PrunetuneOptunaSearch
+from orchestrator.space import distributions
+from orchestrator.tracking import SearchRecord
+
+ROOT = Path(__file__).resolve().parent.parent
+STAGES = ["stage0", "stage1", "stage2"]
+CHECKPOINTS = (100, 500, 2000)
+
+
+def cheap_trial(config: dict) -> None:
+    """Accuracy falls and MACs shrink as the keep ratios fall: a smooth, cheap stand-in."""
+    r = [config[s] for s in STAGES]
+    macs = 40e6 * sum(x * x for x in r) / 3
+    acc = 0.98 - 0.3 * sum((1 - x) ** 2 for x in r) / 3
+    tune.report(
+        {
+            "val_accuracy": acc,
+            "macs": macs,
+            "macs_ratio": macs / 40e6,
+            "params": int(2.7e5 * r[2]),
+            "epoch": 1,
+            "spec_json": json.dumps({"channels": config}),
+            "final": 1,
+        }
+    )
+
+
+class TimedCallback(TrackingCallback):
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, say=lambda _t: None, **kw)
+        self.times: list[float] = []
+        self.rss: dict[int, float] = {}
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        t0 = time.perf_counter()
+        super().on_trial_result(iteration, trials, trial, result, **info)
+        self.times.append(time.perf_counter() - t0)
+        n = len(self.times)
+        if n in CHECKPOINTS:
+            self.rss[n] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB (Linux: KiB)
+
+
+def run(n: int) -> dict:
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    with tempfile.TemporaryDirectory() as tmp:
+        uri = f"sqlite:///{tmp}/mlflow.db"
+        record = SearchRecord.open(uri, "bench-scale", tmp, False)
+        record.log_baseline({"val_accuracy": 0.98, "macs": 40e6})
+        callback = TimedCallback(
+            uri,
+            "bench-scale",
+            record.parent_run_id,
+            n,
+            {"val_accuracy": 0.98, "macs": 40e6},
+            spill=Path(tmp) / "spill.json",
+        )
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        searcher = PrunetuneOptunaSearch(
+            space=distributions(STAGES, 0.3, 1.0, 0.05),
+            metric=["val_accuracy", "macs"],
+            mode=["max", "min"],
+            sampler=optuna.samplers.NSGAIISampler(seed=0, population_size=50),
+        )
+        tuner = tune.Tuner(
+            tune.with_resources(cheap_trial, {"cpu": 1}),
+            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=n, max_concurrent_trials=2, reuse_actors=True),
+            run_config=tune.RunConfig(name="tune", storage_path=f"{tmp}/runs", verbose=0, callbacks=[callback]),
+        )
+        t0 = time.perf_counter()
+        tuner.fit()
+        wall = time.perf_counter() - t0
+        ray.shutdown()
+        t1 = time.perf_counter()
+        record.finish()
+        finish = time.perf_counter() - t1
+    windows = {}
+    for end in CHECKPOINTS:
+        if end <= len(callback.times):
+            w = callback.times[max(0, end - 100) : end]
+            windows[str(end)] = {"ms_per_trial": 1000 * sum(w) / len(w), "peak_rss_mib": callback.rss.get(end)}
+    return {"trials": len(callback.times), "wall_seconds": wall, "final_front_seconds": finish, "windows": windows}
+
+
+def section(res: dict) -> str:
+    r = res["result"]
+    lines = [
+        "## Scale: 2,000 cheap trials",
+        "",
+        f"`python -m bench.scale` on {res['machine']}, {res['date']}: real Ray Tune (local), prunetune's "
+        "NSGA-II searcher (population 50) and tracking callback (MLflow in a local SQLite store, front updated "
+        "after every trial); trials are cheap (no training). Bookkeeping = time inside the callback per trial "
+        "(MLflow writes, front update, progress), mean over the 100 trials ending at each mark; peak = the "
+        "driver's peak resident memory by then.",
+        "",
+        "| trials | bookkeeping per trial (ms) | driver peak RSS (MiB) |",
+        "|---|---|---|",
+    ]
+    for end, w in r["windows"].items():
+        lines.append(f"| {end} | {w['ms_per_trial']:.1f} | {w['peak_rss_mib']:.0f} |")
+    lines.append("")
+    lines.append(
+        f"Whole search: {r['trials']} trials in {r['wall_seconds']:.0f} s ({1000 * r['wall_seconds'] / r['trials']:.0f} ms "
+        f"per trial of Tune, Optuna and bookkeeping together); final front with plots: {r['final_front_seconds']:.1f} s."
+    )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--trials", type=int, default=2000)
+    args = parser.parse_args()
+    res = {"result": run(args.trials), "machine": machine(), "date": time.strftime("%Y-%m-%d")}
+    text = section(res)
+    publish("scale", res, text)
+
+
+if __name__ == "__main__":
+    main()
