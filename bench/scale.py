@@ -101,8 +101,10 @@ def run(n: int) -> dict:
         tuner.fit()
         wall = time.perf_counter() - t0
         ray.shutdown()
-        t1 = time.perf_counter()
-        record.finish()
+        t1 = time.perf_counter()  # what the driver does at the end: read the record back, final front
+        final = SearchRecord(uri, "bench-scale", record.parent_run_id)
+        final.baseline = {"val_accuracy": 0.98, "macs": 40e6}
+        final.finish()
         finish = time.perf_counter() - t1
     windows = {}
     for end in CHECKPOINTS:
@@ -131,7 +133,7 @@ def section(res: dict) -> str:
     lines.append("")
     lines.append(
         f"Whole search: {r['trials']} trials in {r['wall_seconds']:.0f} s ({1000 * r['wall_seconds'] / r['trials']:.0f} ms "
-        f"per trial of Tune, Optuna and bookkeeping together); final front with plots: {r['final_front_seconds']:.1f} s."
+        f"per trial of Tune, Optuna and bookkeeping together); final front (the record read back from MLflow, front tagged, json, csv, html and png written): {r['final_front_seconds']:.1f} s."
     )
     return "\n".join(lines)
 
