@@ -122,8 +122,8 @@ def prepare_baseline(cfg: SearchConfig, device, say=print) -> Baseline:
     info = ModelInfo(cfg.model.arch, splits.num_classes, splits.in_channels, splits.image_size)
     saved = cfg.storage_dir() / ("baseline.pt" if b.regularizer == "none" else f"baseline-{b.regularizer}.pt")
     history: list[dict] = []
-    if saved.is_file() or (b.path and b.regularizer == "none"):
-        path = str(saved) if saved.is_file() else b.path
+    if (b.path and b.regularizer == "none") or saved.is_file():
+        path = b.path if b.regularizer == "none" and b.path else str(saved)  # the user's checkpoint first
         model, spec = load_model(path, info)
         if spec is not None:
             raise UserError(f"baseline.path '{path}' holds a pruned network; a search starts from an unpruned one")
