@@ -22,7 +22,7 @@ from trials.budget import project_ratios
 from trials.cost import count_cost
 from trials.data import DataConfig, load_train_val
 from trials.groups import build_graph
-from trials.regularizers import make_regularizer
+from trials.regularizers import make_regularizer, threshold_spec
 from trials.spec import ChannelSpec
 from trials.train import FinetuneConfig, evaluate
 from trials.trial import TrialConfig, run_trial
@@ -59,10 +59,7 @@ def _spec(alloc: str, model, scores: dict, target_ratio: float) -> ChannelSpec:
     if alloc == "adapruner":
         return allocate(graph, target_ratio * base, **kw)[0]
     if alloc == "paam":
-        ratios = {
-            g.name: max(1, int((scores[g.name] >= 0.5).sum())) / g.channels if g.name in scores else 1.0
-            for g in graph.groups
-        }
+        ratios = threshold_spec(scores, graph.groups).ratios(graph.groups)
         return project_ratios(graph, ratios, target_ratio * base, **kw)[0]
     return project_ratios(graph, {g.name: 1.0 for g in graph.groups}, target_ratio * base, **kw)[0]
 

@@ -121,6 +121,9 @@ class TrialSection(_Strict):
             raise ValueError("evaluation adaptive_bn needs adaptive_bn_batches >= 1 (the recalibration batches)")
         return self
 
+    def regularizer_options(self) -> dict:
+        return {"weight": self.regularizer_weight} if self.regularizer_weight else {}
+
     def finetune(self, seed: int) -> FinetuneConfig:
         return FinetuneConfig(
             epochs=self.epochs,

@@ -23,6 +23,7 @@ from trials.baseline import save_checkpoint
 from trials.budget import project_ratios
 from trials.errors import UserError
 from trials.groups import build_graph
+from trials.regularizers import threshold_spec
 from trials.spec import ChannelSpec
 from trials.trial import TrialConfig, resolve_device, run_trial
 
@@ -48,12 +49,7 @@ def method_spec(cfg: SearchConfig, base: Baseline, method: str, macs_target: flo
         return project_ratios(graph, {g.name: 1.0 for g in graph.groups}, target, **kw)[0]
     if not base.scores:
         raise UserError("--method paam needs a baseline trained with baseline.regularizer: paam")
-    thr = cfg.baseline.paam_threshold
-    counts = {
-        g.name: max(1, int((base.scores[g.name] >= thr).sum())) if g.name in base.scores else g.channels
-        for g in graph.groups
-    }
-    spec = ChannelSpec(counts, info.arch)
+    spec = threshold_spec(base.scores, graph.groups, cfg.baseline.paam_threshold, info.arch)
     if target is None:
         return spec
     return project_ratios(graph, spec.ratios(graph.groups), target, **kw)[0]
@@ -78,7 +74,7 @@ def run_prune(cfg: SearchConfig, method: str, macs_target: float | None, say=pri
         adaptive_bn_batches=t.adaptive_bn_batches,
         evaluation=t.evaluation,
         regularizer=t.regularizer,
-        regularizer_options={"weight": t.regularizer_weight} if t.regularizer_weight else {},
+        regularizer_options=t.regularizer_options(),
         finetune=t.finetune(cfg.search.seed),
         device=str(device),
     )

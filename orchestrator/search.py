@@ -29,7 +29,7 @@ from trials.cost import count_cost
 from trials.data import DataConfig, load_train_val
 from trials.errors import TrialFailed, UserError
 from trials.groups import build_graph
-from trials.regularizers import bn_sparsity, make_regularizer
+from trials.regularizers import bn_sparsity, make_regularizer, threshold_spec
 from trials.train import FinetuneConfig, evaluate
 from trials.trial import TrialConfig, resolve_device, run_trial
 
@@ -170,12 +170,8 @@ def method_points(cfg: SearchConfig, base: Baseline, graph, var_map: dict[str, l
             spec, _ = allocate(graph, target, keep_min=s.keep_min, keep_max=s.keep_max, round_to=s.round_to)
             ratios = spec.ratios(graph.groups)
         else:  # paam: the filters whose learned score clears the threshold
-            thr = cfg.baseline.paam_threshold
-            sizes = graph.by_name()
-            ratios = {
-                g: max(1, int((base.scores[g] >= thr).sum())) / sizes[g].channels if g in base.scores else 1.0
-                for g in sizes
-            }
+            spec = threshold_spec(base.scores, graph.groups, cfg.baseline.paam_threshold)
+            ratios = spec.ratios(graph.groups)
         point = {}
         for var, groups in var_map.items():
             r = sum(ratios[g] for g in groups) / len(groups)
@@ -199,7 +195,7 @@ def _settings(cfg: SearchConfig, var_map: dict) -> dict:
         "adaptive_bn_batches": t.adaptive_bn_batches,
         "evaluation": t.evaluation,
         "regularizer": t.regularizer,
-        "regularizer_options": {"weight": t.regularizer_weight} if t.regularizer_weight else {},
+        "regularizer_options": t.regularizer_options(),
         "finetune": asdict(t.finetune(s.seed)),
         "device": t.device,
     }

@@ -130,8 +130,9 @@ class DafpSparsity(Regularizer):
     def _scales(self) -> torch.Tensor:
         return torch.cat([m.weight.detach().abs().flatten().float() for m in self._layers])
 
-    def sparsity(self) -> float:
-        return float((self._scales() < self.threshold).float().mean())
+    def sparsity(self, scales: torch.Tensor | None = None) -> float:
+        scales = self._scales() if scales is None else scales
+        return float((scales < self.threshold).float().mean())
 
     def _pull_per_unit(self) -> float:
         """How far one step moves a scale per unit of coefficient (lr / (1 - momentum))."""
@@ -144,7 +145,7 @@ class DafpSparsity(Regularizer):
         if step % self.interval and step != 1:
             return
         scales = self._scales()
-        s = float((scales < self.threshold).float().mean())
+        s = self.sparsity(scales)
         k = max(1, math.ceil(self.target * scales.numel()))
         q = float(scales.kthvalue(k).values)  # the largest scale of the pulled share
         self._masks = [(m.weight.detach().abs() <= q).float() for m in self._layers]
@@ -389,6 +390,17 @@ def group_scores(conv_scores: dict[str, torch.Tensor], groups) -> dict[str, torc
         if member:
             out[g.name] = torch.stack(member).mean(0)
     return out
+
+
+def threshold_spec(scores: dict[str, torch.Tensor], groups, threshold: float = 0.5, arch: str | None = None):
+    """PAAM's counts: per group, the channels whose learned score clears ``threshold``
+    (at least one); groups without scores keep every channel."""
+    from trials.spec import ChannelSpec
+
+    counts = {
+        g.name: max(1, int((scores[g.name] >= threshold).sum())) if g.name in scores else g.channels for g in groups
+    }
+    return ChannelSpec(counts, arch)
 
 
 def make_regularizer(kind: str, **options) -> Regularizer | None:
