@@ -15,6 +15,7 @@ Run: `python -m bench.overhead` (about 6 min).
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
@@ -66,6 +67,17 @@ def run(trials: int, steps: int) -> dict:
         rounds = -(-trials // slots)
         # the tail: in the last round, the slots that have no trial to run
         tail = (rounds * slots - trials) * (sum(secs) / len(secs)) / (slots * tune)
+        # Between trials on one slot: from a trial's end to the next trial's start there
+        # (Tune's result handling, the actor's reset, the next config, the trial's setup).
+        finals = []
+        for path in Path(tmp, "runs", "bench-overhead", "tune").glob("*/result.json"):
+            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            finals += [r for r in rows if r.get("final") and "started_at" in r]
+        gaps = []
+        for node in {r["node_id"] for r in finals}:
+            mine = sorted((r for r in finals if r["node_id"] == node), key=lambda r: r["started_at"])
+            gaps += [b["started_at"] - a["started_at"] - a["trial_seconds"] for a, b in zip(mine, mine[1:])]
+        between = sum(gaps) / (slots * tune)
         return {
             "trials": trials,
             "steps": steps,
@@ -75,6 +87,9 @@ def run(trials: int, steps: int) -> dict:
             "busy_share": busy,
             "tail_share": tail,
             "per_trial_gap_seconds": (slots * tune * (1 - tail) - sum(secs)) / trials,
+            "between_trials_share": between,
+            "between_trials_seconds": sum(gaps) / max(1, len(gaps)),
+            "start_and_end_share": 1 - busy - tail - between,
         }
 
 
@@ -95,6 +110,10 @@ def section(res: dict) -> str:
             f"| Tune wall time | {r['tune_seconds']:.0f} s |",
             f"| idle tail (last round, {r['trials']} trials over 2 slots) | {100 * r['tail_share']:.1f}% |",
             f"| gap per trial (start, result handling, driver's MLflow writes) | {r['per_trial_gap_seconds']:.2f} s |",
+            f"| ... of which between two trials on one slot: share, mean gap | {100 * r['between_trials_share']:.1f}%, "
+            f"{r['between_trials_seconds']:.2f} s |",
+            f"| ... of which the first start and the last end (worker processes, imports, final writes) | "
+            f"{100 * r['start_and_end_share']:.1f}% |",
             f"| whole command (baseline training, Ray connect, final front) | {r['command_seconds']:.0f} s |",
         ]
     )

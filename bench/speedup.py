@@ -1,9 +1,11 @@
 """Do MACs cuts turn into real speed? Latency of pruned networks against their baseline.
 
 ResNet-56 (CIFAR, 32x32) and torchvision ResNet-50 (224x224) at 50% MACs cut: uniform
-(every group keeps the same share) and per-layer (AdaPruner's BN-importance allocation,
-standing in for a searched configuration: without the datasets here no real search on
-these networks can run), each with ``round_to`` 1 and 8. Forward latency at batch 1 and
+(every group keeps the same share), per-layer (AdaPruner's BN-importance allocation) and,
+for ResNet-56, searched (the keep shares of the configuration prunetune's TPE search chose
+at a 50% cut in bench/search_quality.py, ResNet-56 on the digits data, scaled onto 50% of
+the CIFAR network's MACs; without CIFAR or ImageNet here no search on the real tasks can
+run), each with ``round_to`` 1 and 8. Forward latency at batch 1 and
 64, eval mode, measured side by side: the variants are timed in interleaved rounds and
 each figure is the median over rounds, reported as baseline time / variant time next to
 baseline MACs / variant MACs. On the CPU here; on a GPU too when one is present.
@@ -13,6 +15,7 @@ Results: bench/results/speedup.json and docs/benchmarks.md. Run: `python -m benc
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from pathlib import Path
@@ -27,6 +30,7 @@ from trials.cost import count_cost, measure_latency
 from trials.groups import build_graph
 from trials.models import create_model
 from trials.prune import apply_spec
+from trials.spec import ChannelSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 NETWORKS = {"resnet56": 32, "torchvision/resnet50": 224}
@@ -40,13 +44,23 @@ def _bn_like_trained(model: nn.Module, seed: int = 0) -> None:
             m.weight.data = (0.2 + torch.rand(1, generator=g)) * (0.5 + torch.rand(m.num_features, generator=g))
 
 
+def searched_spec() -> ChannelSpec | None:
+    """The counts prunetune's TPE search chose at a 50% cut (seed 0) in bench.search_quality."""
+    path = ROOT / "bench" / "results" / "search_quality.json"
+    if not path.is_file():
+        return None
+    seeds = json.loads(path.read_text())["seeds"]
+    return ChannelSpec.from_dict(seeds[0]["budget"]["0.50"]["tpe"]["spec"])
+
+
 def variants(arch: str, side: int) -> dict[str, tuple[nn.Module, int]]:
     shape = (3, side, side)
     base = create_model(arch, num_classes=1000 if arch.startswith("torchvision") else 10).eval()
     _bn_like_trained(base)
     base_macs = count_cost(base, shape).macs
     out = {"baseline": (base, base_macs)}
-    for alloc in ("uniform", "per-layer"):
+    searched = searched_spec() if arch == "resnet56" else None
+    for alloc in ("uniform", "per-layer") + (("searched",) if searched else ()):
         for round_to in (1, 8):
             import copy
 
@@ -60,6 +74,8 @@ def variants(arch: str, side: int) -> dict[str, tuple[nn.Module, int]]:
             }
             if alloc == "uniform":
                 spec, _ = project_ratios(graph, {g.name: 1.0 for g in graph.groups}, 0.5 * base_macs, **kw)
+            elif alloc == "searched":
+                spec, _ = project_ratios(graph, searched.ratios(graph.groups), 0.5 * base_macs, **kw)
             else:
                 spec, _ = allocate(graph, 0.5 * base_macs, **kw)
             apply_spec(graph, spec, "l1")
@@ -106,8 +122,9 @@ def section(res: dict) -> str:
         "",
         f"`python -m bench.speedup` on {res['machine']}, {res['date']}, {res['rounds']} interleaved rounds. "
         "50% MACs cut; uniform = one keep share everywhere, per-layer = AdaPruner's BN-importance allocation "
-        "(a stand-in for a searched configuration: the datasets needed to search these networks are not on this "
-        "machine; BN scales given a trained-like spread). Speed-up = baseline latency / pruned latency, "
+        "(BN scales given a trained-like spread), searched (ResNet-56 only) = the shares prunetune's TPE search "
+        "chose at a 50% cut on the digits data (bench.search_quality, seed 0), scaled onto this network's 50% "
+        "MACs; the datasets needed to search these networks on their own tasks are not on this machine. Speed-up = baseline latency / pruned latency, "
         "measured side by side; MACs ratio = baseline MACs / pruned MACs.",
         "",
         "| network | device | batch | variant | latency (ms) | speed-up | MACs ratio |",

@@ -35,6 +35,8 @@ class DataSection(_Strict):
     root: str | None = None
     image_size: int | None = Field(None, ge=8)
     val_fraction: float = Field(0.1, gt=0, lt=1)
+    # < 1: search on a share of the training split (a proxy setting; the val split is unchanged)
+    train_fraction: float = Field(1.0, gt=0, le=1)
     seed: int = 0
     num_workers: int = Field(4, ge=0)
 
@@ -124,6 +126,19 @@ class TrialSection(_Strict):
     def regularizer_options(self) -> dict:
         return {"weight": self.regularizer_weight} if self.regularizer_weight else {}
 
+    def trial_kwargs(self, seed: int) -> dict:
+        """What this section sets of a ``trials.TrialConfig`` (the search's trials and
+        ``prunetune prune`` alike): criterion, evaluation, regularizer, fine-tune."""
+        return {
+            "criterion": self.criterion,
+            "auto_batches": self.auto_batches,
+            "adaptive_bn_batches": self.adaptive_bn_batches,
+            "evaluation": self.evaluation,
+            "regularizer": self.regularizer,
+            "regularizer_options": self.regularizer_options(),
+            "finetune": self.finetune(seed),
+        }
+
     def finetune(self, seed: int) -> FinetuneConfig:
         return FinetuneConfig(
             epochs=self.epochs,
@@ -177,6 +192,7 @@ class SearchConfig(_Strict):
             root=d.root,
             image_size=d.image_size,
             val_fraction=d.val_fraction,
+            train_fraction=d.train_fraction,
             seed=d.seed,
             batch_size=batch_size or self.trial.batch_size,
             num_workers=d.num_workers,

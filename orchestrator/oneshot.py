@@ -68,15 +68,9 @@ def run_prune(cfg: SearchConfig, method: str, macs_target: float | None, say=pri
         baseline={k: v.detach().clone() for k, v in base.model.state_dict().items()},
         data=cfg.data_config(),
         spec=spec,
-        criterion=t.criterion,
-        auto_batches=t.auto_batches,
         learned_scores={k: v.tolist() for k, v in base.scores.items()} or None,
-        adaptive_bn_batches=t.adaptive_bn_batches,
-        evaluation=t.evaluation,
-        regularizer=t.regularizer,
-        regularizer_options=t.regularizer_options(),
-        finetune=t.finetune(cfg.search.seed),
         device=str(device),
+        **t.trial_kwargs(cfg.search.seed),
     )
     result = run_trial(tc, report=lambda m: say(f"  epoch {m['epoch']}: val_accuracy {m['val_accuracy']:.4f}"))
     state = result.pop("state_dict")

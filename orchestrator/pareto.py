@@ -42,3 +42,42 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     """Indices of the non-dominated points, by ascending MACs."""
     ranks = pareto_ranks(points)
     return sorted((i for i, r in enumerate(ranks) if r == 0), key=lambda i: (points[i][1], -points[i][0]))
+
+
+class Front:
+    """The non-dominated set of (accuracy: max, cost: min) points, kept as points arrive.
+
+    Adding a point costs O(front size), not O(points seen): what a search's driver runs
+    after every trial, so that its bookkeeping stays flat as the search grows. Equal
+    points share the front, as in ``pareto_ranks``; adding a key again replaces its point.
+    """
+
+    def __init__(self) -> None:
+        self.members: dict[str, tuple[float, float]] = {}
+
+    def add(self, key: str, accuracy: float, cost: float) -> tuple[bool, list[str]]:
+        """Returns (whether the point is on the front, the keys it pushed off). Adding a
+        key again with its point (a retried write) changes nothing."""
+        p = (accuracy, cost)
+        if self.members.get(key) == p:
+            return True, []
+        if any(_dominates(q, p) for q in self.members.values()):
+            return False, []
+        gone = [k for k, q in self.members.items() if _dominates(p, q)]
+        for k in gone:
+            del self.members[k]
+        self.members[key] = p
+        return True, gone
+
+
+def hypervolume(points: Sequence[tuple[float, float]], ref: tuple[float, float]) -> float:
+    """Area dominated by the (accuracy: max, cost: min) ``points`` and bounded by ``ref``
+    = (worst accuracy, worst cost); points beyond the reference add nothing."""
+    acc_ref, cost_ref = ref
+    inside = [p for p in points if p[0] > acc_ref and p[1] < cost_ref]
+    front = [inside[i] for i in pareto_front(inside)]  # cost ascending, accuracy ascending
+    area = 0.0
+    for i, (acc, cost) in enumerate(front):
+        right = front[i + 1][1] if i + 1 < len(front) else cost_ref
+        area += (acc - acc_ref) * (right - cost)
+    return area

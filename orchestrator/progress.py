@@ -1,22 +1,26 @@
 """The driver-side Tune callback: records each trial in MLflow as its results arrive and
 prints progress (trials done of total, the best points so far).
 
-MLflow writes go through a queue: when the tracking server cannot be reached, they wait
-and are replayed in order at the next event (an exception escaping a Tune callback
-would end the whole search). ``drain`` retries at the end and, if the server is still
-gone, saves what is left to a JSON file, so no result is lost.
+MLflow writes go through a queue that a background thread writes in order, so Tune's
+event loop (which starts the next trial) never waits on the tracking server. When the
+server cannot be reached, writes wait in the queue and are retried every few seconds (an
+exception escaping a Tune callback would end the whole search). ``drain`` retries at the
+end and, if the server is still gone, saves what is left to a JSON file, so no result
+is lost.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import deque
 from pathlib import Path
 
 from ray.tune import Callback
 
-from orchestrator.tracking import SearchRecord, front_rows
+from orchestrator.pareto import Front
+from orchestrator.tracking import SearchRecord
 
 
 def format_rows(rows: list[dict], limit: int | None = None) -> str:
@@ -49,12 +53,29 @@ class TrackingCallback(Callback):
         self.pending: deque = deque()  # (SearchRecord method, args) not yet written
         self.done: dict[str, dict] = {}  # trial id -> final row (for progress; MLflow-independent)
         self.failed: set[str] = set()
+        self.front = Front()  # of the finished trials, for the progress line
+        self.write_seconds = 0.0  # time the writer spent on MLflow calls
         self._outage_since: float | None = None
+        self._init_writer()
 
-    def __getstate__(self) -> dict:  # Tune pickles callbacks with its state: no client inside
+    def _init_writer(self) -> None:
+        self._lock = threading.Lock()  # one flush at a time
+        self._wake = threading.Event()
+        self._stop = False
+        self._thread: threading.Thread | None = None
+
+    def __getstate__(self) -> dict:  # Tune pickles callbacks with its state: no client, no thread
         state = self.__dict__.copy()
-        state["_record"], state["say"] = None, None
+        if self._lock is not None:
+            with self._lock:  # the writer pops from the queue
+                state["pending"] = deque(self.pending)
+        for k in ("_record", "say", "_lock", "_wake", "_thread"):
+            state[k] = None
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._init_writer()
 
     def _print(self, text: str) -> None:
         (self.say or print)(text)
@@ -62,12 +83,29 @@ class TrackingCallback(Callback):
     # -- buffered MLflow writes ---------------------------------------------------------
     def _write(self, op: str, *args) -> None:
         self.pending.append((op, args))
-        self.flush()
+        if self._thread is None or not self._thread.is_alive():
+            self._stop = False
+            self._thread = threading.Thread(target=self._writer, name="prunetune-mlflow", daemon=True)
+            self._thread.start()
+        self._wake.set()
+
+    def _writer(self) -> None:
+        """Write queued results as they come; while MLflow is down, retry every 2 s."""
+        while not self._stop:
+            self._wake.wait(timeout=2.0)
+            self._wake.clear()
+            if self.pending and not self.flush():
+                time.sleep(2.0)
 
     def flush(self) -> bool:
         """Replay queued writes in order; False (and the queue kept) while MLflow is down."""
+        with self._lock:
+            return self._flush()
+
+    def _flush(self) -> bool:
         while self.pending:
             op, args = self.pending[0]
+            t0 = time.perf_counter()
             try:
                 if self._record is None:
                     self._record = SearchRecord(self.uri, self.experiment, self.parent_run_id)
@@ -78,6 +116,8 @@ class TrackingCallback(Callback):
                     self._outage_since = time.time()
                     self._print(f"MLflow unreachable ({type(exc).__name__}); buffering results and retrying")
                 return False
+            finally:
+                self.write_seconds += time.perf_counter() - t0
             self.pending.popleft()
         if self._outage_since is not None:
             self._print(f"MLflow reachable again after {time.time() - self._outage_since:.0f} s; buffer written")
@@ -87,6 +127,10 @@ class TrackingCallback(Callback):
     def drain(self, timeout: float, spill: Path) -> bool:
         """At the end: retry for up to ``timeout`` seconds, then save the rest to ``spill``."""
         deadline = time.time() + timeout
+        if self._thread is not None:  # the writer stops after its current write
+            self._stop = True
+            self._wake.set()
+            self._thread.join(timeout)
         while not self.flush() and time.time() < deadline:
             time.sleep(2.0)
         if self.pending:
@@ -105,6 +149,7 @@ class TrackingCallback(Callback):
         elif result.get("final"):
             row = {k: result[k] for k in ("val_accuracy", "macs", "macs_ratio", "params")}
             self.done[trial.trial_id] = {**row, "trial": trial.trial_id, "run_id": ""}
+            self.front.add(trial.trial_id, row["val_accuracy"], row["macs"])
             if not result.get("replayed"):  # a replayed trial's child run is already complete
                 self._write("log_final", trial.trial_id, params, dict(result))
             self._progress(trial.trial_id, result)
@@ -120,15 +165,11 @@ class TrackingCallback(Callback):
     def on_experiment_end(self, trials, **info) -> None:
         self.drain(self.drain_timeout, self.spill)
 
-    def on_step_end(self, iteration, trials, **info) -> None:
-        if self.pending and iteration % 20 == 0:  # keep retrying during quiet stretches
-            self.flush()
-
     def _count(self) -> int:
         return len(self.done) + len(self.failed)
 
     def _progress(self, trial_id: str, result: dict) -> None:
-        front = [r for r in front_rows(list(self.done.values())) if r["pareto"]]
+        front = [self.done[k] for k in self.front.members]
         base = self.baseline["val_accuracy"]
         half = [r for r in front if r["macs_ratio"] <= 0.5]
         best_half = f", best at <=0.5x MACs {max(r['val_accuracy'] for r in half):.4f}" if half else ""

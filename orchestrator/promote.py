@@ -12,7 +12,7 @@ import copy
 import json
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from itertools import islice
 from pathlib import Path
 
@@ -141,7 +141,8 @@ def _fine_tune(
     ft = FinetuneConfig(
         **{**asdict(ft), "epochs": float(opts.epochs), "steps": None, "schedule": "cosine", "lr": opts.lr or ft.lr}
     )
-    data = cfg.data_config(opts.batch_size or cfg.trial.batch_size)
+    # Full fine-tuning trains on the whole training split, even after a search on a share of it.
+    data = replace(cfg.data_config(opts.batch_size or cfg.trial.batch_size), train_fraction=1.0)
     trainer = TorchTrainer(
         _train_loop,
         train_loop_config={

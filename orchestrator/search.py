@@ -66,15 +66,9 @@ def _trainable(
         macs_target=s["macs_target"],
         keep_min=s["keep_min"],
         keep_max=s["keep_max"],
-        criterion=s["criterion"],
-        auto_batches=s["auto_batches"],
         learned_scores=scores,
-        adaptive_bn_batches=s["adaptive_bn_batches"],
-        evaluation=s["evaluation"],
-        regularizer=s["regularizer"],
-        regularizer_options=s["regularizer_options"],
-        finetune=FinetuneConfig(**s["finetune"]),
         device=s["device"],
+        **s["trial"],
     )
     try:
         result = run_trial(tc, report=tune.report)
@@ -190,15 +184,15 @@ def _settings(cfg: SearchConfig, var_map: dict) -> dict:
         "macs_target": s.macs_target if s.mode == "budget" else None,
         "keep_min": s.keep_min,
         "keep_max": s.keep_max,
-        "criterion": t.criterion,
-        "auto_batches": t.auto_batches,
-        "adaptive_bn_batches": t.adaptive_bn_batches,
-        "evaluation": t.evaluation,
-        "regularizer": t.regularizer,
-        "regularizer_options": t.regularizer_options(),
-        "finetune": asdict(t.finetune(s.seed)),
+        "trial": t.trial_kwargs(s.seed),
         "device": t.device,
     }
+
+
+def _warm_levels(s) -> list[float]:
+    """The uniform warm-start levels worth a trial: in budget mode every uniform point is
+    scaled onto the same MACs target, so one of them stands for all."""
+    return s.warm_start[:1] if s.mode == "budget" else list(s.warm_start)
 
 
 def _dedup(points: list[dict]) -> list[dict]:
@@ -295,7 +289,7 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
             sampler=_sampler(cfg),
             points_to_evaluate=_dedup(
                 method_points(cfg, base, graph, var_map)
-                + warm_start_points(names, s.warm_start, s.keep_min, s.keep_max, s.keep_step)
+                + warm_start_points(names, _warm_levels(s), s.keep_min, s.keep_max, s.keep_step)
             ),
         )
         tuner = tune.Tuner(

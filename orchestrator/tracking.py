@@ -19,7 +19,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from orchestrator.pareto import pareto_ranks
+from orchestrator.pareto import Front, hypervolume, pareto_ranks
 from orchestrator.plots import write_html, write_png
 from trials.errors import UserError
 
@@ -74,6 +74,9 @@ class SearchRecord:
         self.baseline: dict | None = None
         self._last_plot = self._last_front = 0.0
         self._tagged: dict[str, bool] = {}  # run id -> the pareto tag last written
+        self._retag: dict[str, bool] = {}  # run id -> pareto tag to write (pushed off the front)
+        self._params_logged: set[str] = set()  # child runs whose params are written
+        self.front = Front()  # kept as trials finish: O(front) per trial
         self._load_existing()
 
     @classmethod
@@ -101,6 +104,7 @@ class SearchRecord:
 
     def _load_existing(self) -> None:
         run = self.client.get_run(self.parent_run_id)
+        self.experiment_id = run.info.experiment_id
         for child in self.client.search_runs(
             [run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'", max_results=10000
         ):
@@ -108,9 +112,13 @@ class SearchRecord:
             if not tid:
                 continue
             self.children[tid] = child.info.run_id
+            self._params_logged.add(child.info.run_id)
+            if PARETO in child.data.tags:
+                self._tagged[child.info.run_id] = child.data.tags[PARETO] == "true"
             m = child.data.metrics
             if child.info.status == "FINISHED" and "val_accuracy" in m and "macs" in m:
                 self.finished[tid] = _row(tid, child.info.run_id, m)
+                self.front.add(child.info.run_id, self.finished[tid]["val_accuracy"], self.finished[tid]["macs"])
 
     # -- the parent run -------------------------------------------------------------
     def log_config(self, resolved_yaml: str, flat: dict) -> None:
@@ -149,49 +157,64 @@ class SearchRecord:
         self.client.set_terminated(self.parent_run_id, status)
 
     # -- child runs -------------------------------------------------------------------
-    def child(self, trial_id: str, params: dict) -> str:
-        if trial_id in self.children:
-            return self.children[trial_id]
-        run = self.client.create_run(
-            self.client.get_run(self.parent_run_id).info.experiment_id,
-            run_name=f"trial-{trial_id}",
-            tags={"mlflow.parentRunId": self.parent_run_id, ROLE: "trial", TRIAL_ID: trial_id},
-        )
-        for chunk in _chunks([Param(k, str(v)) for k, v in params.items()]):
-            self.client.log_batch(run.info.run_id, params=chunk)
-        self.children[trial_id] = run.info.run_id
-        return run.info.run_id
+    # One trial costs a handful of MLflow calls, whatever the search's size: the child run
+    # is created with its tags; params go with the first batch of metrics; the final
+    # metrics and tags are one batch; spec.json; the run's end.
+    def child(self, trial_id: str) -> str:
+        if trial_id not in self.children:
+            run = self.client.create_run(
+                self.experiment_id,
+                run_name=f"trial-{trial_id}",
+                tags={"mlflow.parentRunId": self.parent_run_id, ROLE: "trial", TRIAL_ID: trial_id},
+            )
+            self.children[trial_id] = run.info.run_id
+        return self.children[trial_id]
+
+    def _batch(self, run_id: str, params: dict, metrics: list | None = None, tags: list | None = None) -> None:
+        """One log_batch (more only past MLflow's limits: 100 params, 100 tags, 1000 metrics)
+        carrying the run's params the first time."""
+        plist = [] if run_id in self._params_logged else [Param(k, str(v)) for k, v in params.items()]
+        metrics, tags = metrics or [], tags or []
+        first = True
+        while first or plist or metrics or tags:
+            self.client.log_batch(run_id, metrics=metrics[:1000], params=plist[:100], tags=tags[:100])
+            plist, metrics, tags, first = plist[100:], metrics[1000:], tags[100:], False
+        self._params_logged.add(run_id)
 
     def log_epoch(self, trial_id: str, params: dict, result: dict) -> None:
-        run_id = self.child(trial_id, params)
+        run_id = self.child(trial_id)
         now, step = int(time.time() * 1000), int(result.get("epoch", 0))
         metrics = [
             Metric(k, float(result[k]), now, step)
             for k in ("val_accuracy", "val_loss", "train_loss")
             if isinstance(result.get(k), (int, float)) and math.isfinite(result[k])
         ]
-        if metrics:
-            self.client.log_batch(run_id, metrics=metrics)
+        self._batch(run_id, params, metrics)
 
     def log_final(self, trial_id: str, params: dict, result: dict) -> None:
-        run_id = self.child(trial_id, params)
+        run_id = self.child(trial_id)
         now, step = int(time.time() * 1000), int(result.get("epoch", 0))
         metrics = [Metric(k, float(result[k]), now, step) for k in FINAL_METRICS if k in result]
-        tags = [RunTag("prunetune.node_id", str(result["node_id"]))] if result.get("node_id") else []
+        self.finished[trial_id] = row = _row(trial_id, run_id, result)
+        on_front, gone = self.front.add(run_id, row["val_accuracy"], row["macs"])
+        self._retag.update(dict.fromkeys(gone, False))
+        tags = [RunTag(PARETO, "true" if on_front else "false")]
+        if result.get("node_id"):
+            tags.append(RunTag("prunetune.node_id", str(result["node_id"])))
         if result.get("criterion"):  # criterion auto: the one chosen for this spec
             tags.append(RunTag("prunetune.criterion", str(result["criterion"])))
-        self.client.log_batch(run_id, metrics=metrics, tags=tags)
+        self._batch(run_id, params, metrics, tags)
+        self._tagged[run_id] = on_front
         self.client.log_text(run_id, result["spec_json"], "spec.json")
         if result.get("criterion_scores"):
             self.client.log_text(run_id, str(result["criterion_scores"]), "criterion_scores.json")
         self.client.set_terminated(run_id, "FINISHED")
-        self.finished[trial_id] = _row(trial_id, run_id, result)
         self.write_front()
 
     def log_failure(self, trial_id: str, params: dict, message: str) -> None:
-        run_id = self.child(trial_id, params)
-        self.client.set_tag(run_id, "prunetune.error", message[:5000])
-        self.client.set_tag(run_id, PARETO, "false")
+        run_id = self.child(trial_id)
+        self._batch(run_id, params, tags=[RunTag("prunetune.error", message[:5000]), RunTag(PARETO, "false")])
+        self._tagged[run_id] = False
         self.client.set_terminated(run_id, "FAILED")
 
     # -- the front --------------------------------------------------------------------
@@ -199,26 +222,39 @@ class SearchRecord:
         return front_rows(list(self.finished.values()))
 
     def write_front(self, plots: bool | None = None) -> list[dict]:
-        """Tag the front's child runs and write ``pareto/`` artifacts to the parent.
+        """Write the front's ``pareto/`` artifacts (and tags the front kept as trials
+        finished has not written yet) to the parent.
 
-        Per finished trial this costs one front computation (O(n log n)) and a tag write
-        per run whose membership changed; while trials finish, the json/csv artifacts are
-        rewritten at most every 10 s and the plots every 30 s (``plots=True``, at the end,
-        writes everything), so bookkeeping per trial stays flat as a search grows.
+        While trials finish this costs a tag write per run pushed off the front; the
+        json/csv artifacts (which rank every trial) are rewritten at most every 10 s and
+        the plots every 30 s. ``plots=True``, at the end, writes everything and checks
+        every run's tag against the ranks, so bookkeeping per trial stays flat.
         """
+        for run_id, flag in list(self._retag.items()):
+            if self._tagged.get(run_id) != flag:
+                self.client.set_tag(run_id, PARETO, "true" if flag else "false")
+                self._tagged[run_id] = flag
+            del self._retag[run_id]
+        now = time.time()
+        if not plots and now - self._last_front < 10:
+            return []
         rows = self.rows()
         if not rows:
             return rows
-        for r in rows:
-            if self._tagged.get(r["run_id"]) != r["pareto"]:
-                self.client.set_tag(r["run_id"], PARETO, "true" if r["pareto"] else "false")
-                self._tagged[r["run_id"]] = r["pareto"]
-        now = time.time()
-        if not plots and now - self._last_front < 10:
-            return rows
+        if plots:
+            for r in rows:
+                if self._tagged.get(r["run_id"]) != r["pareto"]:
+                    self.client.set_tag(r["run_id"], PARETO, "true" if r["pareto"] else "false")
+                    self._tagged[r["run_id"]] = r["pareto"]
         self._last_front = now
         if plots is None:  # plots are heavier: at most every 30 s while trials finish
             plots = now - self._last_plot > 30
+        if self.baseline and self.baseline.get("macs"):
+            # the share of the (accuracy 0..1) x (MACs 0..baseline) box the front dominates:
+            # one number per search that rises as the search finds better points
+            base = float(self.baseline["macs"])
+            hv = hypervolume([(r["val_accuracy"], r["macs"] / base) for r in rows], (0.0, 1.0))
+            self.client.log_metric(self.parent_run_id, "front_hypervolume", hv, step=len(rows))
         with tempfile.TemporaryDirectory() as tmp:
             d = Path(tmp)
             (d / "front.json").write_text(json.dumps({"baseline": self.baseline, "trials": rows}, indent=2))

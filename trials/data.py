@@ -37,6 +37,7 @@ class DataConfig:
     root: str | None = None
     image_size: int | None = None  # None: 32 for the small sets, 224 for imagefolder
     val_fraction: float = 0.1
+    train_fraction: float = 1.0  # < 1: train on a seeded, stratified share of what the val split leaves
     seed: int = 0
     batch_size: int = 128
     eval_batch_size: int = 512
@@ -80,6 +81,16 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
         held.append(idx[:k])
         keep.append(idx[k:])
     return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))
+
+
+def train_subset(labels: np.ndarray, keep: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """The share ``fraction`` of the training indices ``keep`` (stratified, seeded); all at 1."""
+    if fraction == 1.0:
+        return keep
+    if not 0.0 < fraction < 1.0:
+        raise UserError(f"data.train_fraction must be in (0, 1], got {fraction}")
+    _, sub = stratified_split(labels[keep], fraction, seed + 1)
+    return keep[sub]
 
 
 def _digits(size: int) -> _Arrays:
@@ -150,7 +161,8 @@ def _stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def _memory_loaders(cfg: DataConfig, device: torch.device) -> Splits:
     a = _arrays(cfg)
     keep, held = stratified_split(a.train_y.numpy(), cfg.val_fraction, cfg.seed)
-    mean, std = _stats(a.train_x[keep])
+    mean, std = _stats(a.train_x[keep])  # the statistics of the whole training split, as load_test uses
+    keep = train_subset(a.train_y.numpy(), keep, cfg.train_fraction, cfg.seed)
     common = dict(mean=mean, std=std, device=device)
     train = TensorLoader(
         a.train_x[keep],

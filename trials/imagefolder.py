@@ -51,14 +51,16 @@ def _loader(ds, cfg, device: torch.device, shuffle: bool, batch_size: int) -> Da
 
 
 def imagefolder_train_val(cfg, device: torch.device):
-    from trials.data import Splits, stratified_split
+    from trials.data import Splits, stratified_split, train_subset
 
     size = cfg.image_size or 224
     train_ds = _folder(cfg.root, "train", True, size)
     eval_ds = _folder(cfg.root, "train", False, size)
     import numpy as np
 
-    keep, held = stratified_split(np.asarray(train_ds.targets), cfg.val_fraction, cfg.seed)
+    labels = np.asarray(train_ds.targets)
+    keep, held = stratified_split(labels, cfg.val_fraction, cfg.seed)
+    keep = train_subset(labels, keep, cfg.train_fraction, cfg.seed)
     train = _loader(Subset(train_ds, keep.tolist()), cfg, device, True, cfg.batch_size)
     val = _loader(Subset(eval_ds, held.tolist()), cfg, device, False, cfg.eval_batch_size)
     return Splits(train, val, len(train_ds.classes), 3, size)

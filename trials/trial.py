@@ -97,7 +97,7 @@ def run_trial(config: TrialConfig, report: Report | None = None) -> dict:
     ``macs_ratio``, ``params_ratio`` and ``spec`` (a dict); a NaN loss raises
     ``TrialFailed``.
     """
-    t0 = time.perf_counter()
+    t0, started_at = time.perf_counter(), time.time()
     device = resolve_device(config.device)
     torch.manual_seed(config.finetune.seed)
     splits = load_train_val(config.data, device)
@@ -191,6 +191,7 @@ def run_trial(config: TrialConfig, report: Report | None = None) -> dict:
         "baseline_params": base.params,
         "spec": spec.to_dict(),
         "trial_seconds": time.perf_counter() - t0,
+        "started_at": started_at,  # wall clock (s since the epoch)
     }
     if config.latency_batch_size:
         result["latency_ms"] = measure_latency(model, shape, config.latency_batch_size, device)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import random
 
-from orchestrator.pareto import pareto_front, pareto_ranks
+from orchestrator.pareto import Front, hypervolume, pareto_front, pareto_ranks
 
 
 def _brute_ranks(points):
@@ -47,3 +47,33 @@ def test_matches_brute_force_on_random_sets_with_many_ties():
 
 def test_empty_and_single():
     assert pareto_ranks([]) == [] and pareto_front([(0.5, 1)]) == [0]
+
+
+def test_hypervolume_by_hand_and_against_a_grid_count():
+    # two steps: (0.9 acc at cost 0.5) and (0.6 at 0.2), reference (0.1, 1.0)
+    assert abs(hypervolume([(0.9, 0.5), (0.6, 0.2), (0.5, 0.6)], (0.1, 1.0)) - (0.5 * 0.3 + 0.8 * 0.5)) < 1e-12
+    assert hypervolume([(0.05, 0.5), (0.9, 1.2)], (0.1, 1.0)) == 0.0  # beyond the reference
+    rng = random.Random(3)
+    pts = [(round(rng.random(), 2), round(rng.random(), 2)) for _ in range(40)]
+    n = 200  # count grid cells (cell centres) dominated by some point
+    cells = sum(any(a >= (i + 0.5) / n and c <= (j + 0.5) / n for a, c in pts) for i in range(n) for j in range(n))
+    assert abs(hypervolume(pts, (0.0, 1.0)) - cells / n**2) < 0.01
+
+
+def test_front_kept_as_points_arrive_matches_the_batch_front():
+    rng = random.Random(7)
+    pts = [(round(rng.random(), 1), round(rng.random(), 1)) for _ in range(300)]  # many ties
+    front, tagged = Front(), {}
+    for i, (acc, cost) in enumerate(pts):
+        on, gone = front.add(str(i), acc, cost)
+        tagged[str(i)] = on
+        for k in gone:
+            assert tagged[k] and _dominates_pt(pts[i], pts[int(k)])
+            tagged[k] = False
+        assert front.add(str(i), acc, cost) == (on, [])  # a retried write changes nothing
+    expected = {str(i) for i in pareto_front(pts)}
+    assert set(front.members) == expected == {k for k, on in tagged.items() if on}
+
+
+def _dominates_pt(a, b):
+    return a[0] >= b[0] and a[1] <= b[1] and a != b

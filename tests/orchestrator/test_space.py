@@ -52,3 +52,13 @@ def test_warm_start_points_are_evaluated_first_by_optuna():
         study.enqueue_trial(p)
     first = study.ask(fixed_distributions=distributions(names, 0.3, 1.0, 0.1))
     assert first.params == {"a": 0.5, "b": 0.5}
+
+
+def test_budget_mode_spends_one_trial_on_the_uniform_warm_start():
+    from types import SimpleNamespace
+
+    from orchestrator.search import _warm_levels
+
+    assert _warm_levels(SimpleNamespace(mode="budget", warm_start=[0.5, 0.75, 1.0])) == [0.5]
+    assert _warm_levels(SimpleNamespace(mode="front", warm_start=[0.5, 0.75, 1.0])) == [0.5, 0.75, 1.0]
+    assert _warm_levels(SimpleNamespace(mode="budget", warm_start=[])) == []

@@ -37,6 +37,17 @@ def test_validation_and_test_never_overlap_training():
     assert not (val & train) and not (held & train) and not (held & val)
 
 
+def test_train_fraction_trains_on_a_stratified_share_and_leaves_val_alone():
+    full = load_train_val(DataConfig(name="digits", val_fraction=0.2, augment=False))
+    part = load_train_val(DataConfig(name="digits", val_fraction=0.2, augment=False, train_fraction=0.25))
+    assert part.val.num_samples == full.val.num_samples
+    assert abs(part.train.num_samples - 0.25 * full.train.num_samples) <= 10
+    labels = torch.cat([y for _, y in part.train])
+    assert torch.bincount(labels, minlength=10).min() >= 0.2 * part.train.num_samples / 10
+    with pytest.raises(UserError, match="train_fraction"):
+        load_train_val(DataConfig(name="digits", train_fraction=1.5))
+
+
 def test_missing_roots_say_which_files_to_put_where(tmp_path):
     with pytest.raises(UserError, match="cifar-10-batches-py"):
         load_train_val(DataConfig(name="cifar10", root=str(tmp_path)))

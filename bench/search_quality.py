@@ -1,0 +1,278 @@
+"""Search quality: do searched per-layer counts beat pruning every layer alike?
+
+Setting, chosen so that allocations can matter more than seed noise: ResNet-56 (27 blocks,
+30 channel groups) on the digits data at 16x16 (the images are 8x8, so nothing is lost),
+trained on a quarter of the training split (286 images; the 287-image val split is
+unchanged). The baseline reaches about 90% val accuracy, and a uniform cut costs 13 to 43
+points after the brief fine-tune, so there is room for an allocation to win or lose.
+
+For each seed (baseline init, fine-tune order and sampler seed) and each MACs cut
+(50%, 75%, 90%, budget mode: every configuration is scaled onto the target):
+  (a) uniform: one ratio everywhere, scaled onto the target, one trial;
+  (b) best of random search: N trials of Optuna's RandomSampler, no warm start;
+  (c) prunetune's search: N trials of each sampler (tpe, nsga2) as ``prunetune search``
+      builds it: same space (one keep ratio per layer group), same sampler settings, and
+      the default uniform warm start first.
+The winner of each search is chosen on val accuracy (as the search does) and reported by
+its accuracy on the held-out test split (360 images), which nothing selects on. Front mode
+(no target): N trials per sampler and N uniform levels; the hypervolume of each val front
+over the reference point (10% accuracy = chance, 1.0x MACs), with the front members'
+test accuracies (and their val accuracies, for comparison).
+
+Trials run in this process one after another (``trials.run_trial``, the function Ray Tune
+calls), told to the sampler as soon as they end; a search on Ray proposes the same way but
+with ``max_concurrent`` trials in flight. Run: ``python -m bench.search_quality``
+(about 30 min for 3 seeds on 2 CPU cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import optuna
+import torch
+
+from bench.report import ROOT, machine, publish
+from orchestrator.config import SearchSection
+from orchestrator.pareto import hypervolume, pareto_front
+from orchestrator.search import _sampler, _warm_levels
+from orchestrator.space import distributions, grid, group_ratios, variables, warm_start_points
+from trials.baseline import ModelInfo, train_baseline
+from trials.data import DataConfig, load_test, load_train_val
+from trials.groups import build_graph
+from trials.prune import rebuild
+from trials.spec import ChannelSpec
+from trials.train import FinetuneConfig, evaluate
+from trials.trial import TrialConfig, run_trial
+
+ARCH, SIZE = "resnet56", 16
+DATA = DataConfig(name="digits", val_fraction=0.2, image_size=SIZE, train_fraction=0.25, batch_size=32)
+BASELINE = {"epochs": 40, "lr": 0.05}
+FINETUNE = {"epochs": 2, "lr": 0.01}  # 18 steps of batch 32
+ADAPTIVE_BN = 10
+CUTS = (0.5, 0.75, 0.9)  # fraction of MACs removed
+KEEP_MIN, KEEP_MAX, KEEP_STEP = 0.1, 1.0, 0.05
+SAMPLERS = ("random", "tpe", "nsga2")
+WARM_START = [0.5, 0.75, 1.0]  # SearchSection's default
+REF = (0.1, 1.0)  # (accuracy, MACs ratio): chance, the baseline
+CPU = torch.device("cpu")
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+class Bench:
+    def __init__(self, seed: int):
+        self.seed = seed
+        self.info = ModelInfo(ARCH, 10, 1, SIZE)
+        ft = FinetuneConfig(**BASELINE, seed=seed)
+        model, _ = train_baseline(self.info, DATA, ft, "cpu", log=None)
+        self.baseline_val = evaluate(model, load_train_val(DATA).val, CPU)["accuracy"]
+        self.state = {k: v.clone() for k, v in model.state_dict().items()}
+        graph = build_graph(model, (1, SIZE, SIZE), ARCH)
+        self.var_map = variables(graph.groups, "layer")
+        self.names = list(self.var_map)
+        self.test = load_test(DATA)
+
+    def trial(self, keep, macs_target: float | None) -> dict:
+        r = run_trial(
+            TrialConfig(
+                arch=ARCH,
+                baseline=self.state,
+                data=DATA,
+                keep=keep,
+                macs_target=macs_target,
+                keep_min=KEEP_MIN,
+                keep_max=KEEP_MAX,
+                adaptive_bn_batches=ADAPTIVE_BN,
+                finetune=FinetuneConfig(**FINETUNE, seed=self.seed),
+                device="cpu",
+            )
+        )
+        model = rebuild(ARCH, ChannelSpec.from_dict(r["spec"]), 10, 1, SIZE)
+        model.load_state_dict(r["state_dict"])
+        test = evaluate(model, self.test, CPU)["accuracy"]
+        return {
+            "val": r["val_accuracy"],
+            "test": test,
+            "macs_ratio": r["macs_ratio"],
+            "seconds": r["trial_seconds"],
+            "spec": r["spec"],
+        }
+
+    def search(self, sampler: str, n: int, cut: float | None) -> list[dict]:
+        """``n`` trials proposed by ``sampler`` (budget mode at ``cut``, front mode at None)."""
+        budget = cut is not None
+        sec = SearchSection(
+            mode="budget" if budget else "front",
+            macs_target=1 - cut if budget else None,
+            sampler=sampler,
+            num_trials=n,
+            seed=self.seed,
+            keep_min=KEEP_MIN,
+            keep_max=KEEP_MAX,
+            keep_step=KEEP_STEP,
+            warm_start=WARM_START if sampler != "random" else [],
+        )
+        study = optuna.create_study(
+            sampler=_sampler(SimpleNamespace(search=sec)),
+            directions=["maximize"] if budget else ["maximize", "minimize"],
+        )
+        for point in warm_start_points(self.names, _warm_levels(sec), KEEP_MIN, KEEP_MAX, KEEP_STEP):
+            study.enqueue_trial(point)
+        space = distributions(self.names, KEEP_MIN, KEEP_MAX, KEEP_STEP)
+        rows = []
+        for i in range(n):
+            t = study.ask(space)
+            row = self.trial(group_ratios(t.params, self.var_map), sec.macs_target)
+            study.tell(t, row["val"] if budget else [row["val"], row["macs_ratio"]])
+            rows.append({**row, "warm_start": i < len(_warm_levels(sec))})
+        return rows
+
+
+def _lean(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k != "spec"}
+
+
+def _best(rows: list[dict]) -> dict:
+    return max(rows, key=lambda r: r["val"])  # selection on val, as the search ranks
+
+
+def _front(rows: list[dict]) -> dict:
+    idx = pareto_front([(r["val"], r["macs_ratio"]) for r in rows])
+    members = [rows[i] for i in idx]
+    return {
+        "hv_test": hypervolume([(r["test"], r["macs_ratio"]) for r in members], REF),
+        "hv_val": hypervolume([(r["val"], r["macs_ratio"]) for r in rows], REF),
+        "size": len(members),
+    }
+
+
+def run(seeds: list[int], n: int, say=print, partial: Path | None = None) -> dict:
+    results: dict = {"trials_per_search": n, "seeds": []}
+    for seed in seeds:
+        t0 = time.perf_counter()
+        b = Bench(seed)
+        say(f"seed {seed}: baseline val {b.baseline_val:.4f} ({time.perf_counter() - t0:.0f} s)")
+        out: dict = {"seed": seed, "baseline_val": b.baseline_val, "budget": {}, "front": {}}
+        for cut in CUTS:
+            cell = {"uniform": {**b.trial(1.0, 1 - cut), "trials": 1}}
+            for sampler in SAMPLERS:
+                rows = b.search(sampler, n, cut)
+                best = _best(rows)  # its counts are kept (bench.speedup times them)
+                cell[sampler] = {**best, "trials": n, "all": [_lean(r) for r in rows]}
+            out["budget"][f"{cut:.2f}"] = cell
+            say(
+                f"seed {seed} cut {cut:.0%}: "
+                + ", ".join(f"{k} test {v['test']:.3f} (val {v['val']:.3f})" for k, v in cell.items())
+            )
+        levels = grid(KEEP_MIN, KEEP_MAX, KEEP_STEP)
+        picks = [levels[round(i * (len(levels) - 1) / (n - 1))] for i in range(n)]
+        uniform = [_lean(b.trial(lv, None)) for lv in dict.fromkeys(picks)]
+        out["front"]["uniform"] = {**_front(uniform), "all": uniform}
+        for sampler in SAMPLERS:
+            rows = [_lean(r) for r in b.search(sampler, n, None)]
+            out["front"][sampler] = {**_front(rows), "all": rows}
+        say(f"seed {seed} front: " + ", ".join(f"{k} HV {v['hv_test']:.4f}" for k, v in out["front"].items()))
+        out["seconds"] = time.perf_counter() - t0
+        results["seeds"].append(out)
+        if partial:
+            partial.write_text(json.dumps(results))
+    return results
+
+
+def _ms(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{scale * statistics.mean(values):.{digits}f} ± {scale * sd:.{digits}f}"
+
+
+def table(results: dict) -> str:
+    seeds, n = results["seeds"], results["trials_per_search"]
+    methods = ("uniform",) + SAMPLERS
+    label = {
+        "uniform": "(a) uniform",
+        "random": f"(b) best of {n} random",
+        "tpe": f"(c) prunetune, tpe, {n} trials",
+        "nsga2": f"(c) prunetune, nsga2, {n} trials",
+    }
+    front_label = {"uniform": "(a) uniform", "random": "(b) random", "tpe": "(c) tpe", "nsga2": "(c) nsga2"}
+    base = [s["baseline_val"] for s in seeds]
+    lines = [
+        f"Setting: ResNet-56 on the digits data at {SIZE}x{SIZE}, trained on a quarter of the training split "
+        f"(286 images, {BASELINE['epochs']} epochs; baseline val accuracy {_ms(base)}%); every pruned network "
+        f"gets the same brief fine-tune ({FINETUNE['epochs']} epochs, 18 steps, lr {FINETUNE['lr']}, adaptive BN "
+        f"first); keep ratios per layer group in [{KEEP_MIN}, {KEEP_MAX}] step {KEEP_STEP}. Winners are chosen "
+        "on val accuracy; the tables give their **test** accuracy (360 held-out images). "
+        f"Mean ± sd over {len(seeds)} seeds; Δ is the paired difference to uniform on the same baseline.",
+        f"Machine: {results['machine']}; {results['date']}; {results['seconds'] / 60:.0f} min.",
+        "",
+        "Budget mode (test accuracy in %, Δ in points):",
+        "",
+        "| method | " + " | ".join(f"{c:.0%} MACs cut" for c in CUTS) + " |",
+        "|---|" + "---|" * len(CUTS),
+    ]
+    for m in methods:
+        cells = []
+        for c in CUTS:
+            key = f"{c:.2f}"
+            acc = [s["budget"][key][m]["test"] for s in seeds]
+            cell = _ms(acc)
+            if m != "uniform":
+                delta = [s["budget"][key][m]["test"] - s["budget"][key]["uniform"]["test"] for s in seeds]
+                cell += f" (Δ {_ms(delta)})"
+            cells.append(cell)
+        lines.append(f"| {label[m]} | " + " | ".join(cells) + " |")
+    lines += ["", "The winners' val accuracy (what the search ranked on; in %):", ""]
+    lines += ["| method | " + " | ".join(f"{c:.0%}" for c in CUTS) + " |", "|---|" + "---|" * len(CUTS)]
+    for m in methods:
+        cells = [_ms([s["budget"][f"{c:.2f}"][m]["val"] for s in seeds]) for c in CUTS]
+        lines.append(f"| {label[m]} | " + " | ".join(cells) + " |")
+    won_by_uniform = {
+        m: sum(_best(s["budget"][f"{c:.2f}"][m]["all"])["warm_start"] for s in seeds for c in CUTS)
+        for m in ("tpe", "nsga2")
+    }
+    total = len(seeds) * len(CUTS)
+    lines += [
+        "",
+        "Searches whose winner is the uniform warm start: "
+        + ", ".join(f"{m} {k} of {total}" for m, k in won_by_uniform.items())
+        + ".",
+        "",
+        f"Front mode ({n} trials each; uniform: {n} levels from {KEEP_MIN} to {KEEP_MAX}). Hypervolume "
+        f"over the reference (accuracy {REF[0]}, MACs {REF[1]}x), x100:",
+        "",
+        "| method | HV, test accuracy of the val front | HV, val accuracy | front size |",
+        "|---|---|---|---|",
+    ]
+    for m in methods:
+        f = [s["front"][m] for s in seeds]
+        lines.append(
+            f"| {front_label[m]} | "
+            f"{_ms([x['hv_test'] for x in f], digits=2)} | {_ms([x['hv_val'] for x in f], digits=2)} | "
+            f"{statistics.mean(x['size'] for x in f):.1f} |"
+        )
+    secs = [r["seconds"] for s in seeds for c in s["budget"].values() for m in SAMPLERS for r in c[m]["all"]]
+    lines += ["", f"Trial time: {statistics.median(secs):.1f} s median (prune, adaptive BN, fine-tune, evaluate)."]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--trials", type=int, default=24, help="trials per search (and uniform front levels)")
+    args = parser.parse_args()
+    t0 = time.perf_counter()
+    partial = ROOT / "bench" / "results" / "search_quality.partial.json"
+    results = run(list(range(args.seeds)), args.trials, partial=partial)
+    results["seconds"] = time.perf_counter() - t0
+    results["machine"] = machine()
+    results["date"] = time.strftime("%Y-%m-%d")
+    publish("search_quality", results, table(results))
+    partial.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    main()

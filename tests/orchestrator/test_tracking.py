@@ -1,0 +1,144 @@
+"""The MLflow record of a search and the driver's callback, on a real local MLflow store."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+from collections import Counter
+from types import SimpleNamespace
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from orchestrator.pareto import hypervolume, pareto_front
+from orchestrator.progress import TrackingCallback
+from orchestrator.tracking import PARETO, SearchRecord
+
+
+class Counted:
+    """The real client, with its calls counted."""
+
+    def __init__(self, client) -> None:
+        self._client, self.calls = client, Counter()
+
+    def __getattr__(self, name):
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*a, **kw):
+            self.calls[name] += 1
+            return attr(*a, **kw)
+
+        return call
+
+
+def _points(n: int, seed: int = 0) -> list[tuple[float, int]]:
+    rng = random.Random(seed)
+    return [(round(rng.uniform(0.5, 0.99), 3), rng.randrange(10, 100) * 1_000_000) for _ in range(n)]
+
+
+def _result(acc: float, macs: int, epoch: int = 2) -> dict:
+    return {
+        "val_accuracy": acc,
+        "val_loss": 1 - acc,
+        "train_loss": 0.5,
+        "macs": macs,
+        "macs_ratio": macs / 1e8,
+        "params": 1000,
+        "epoch": epoch,
+        "spec_json": json.dumps({"channels": {"g": 4}}),
+        "node_id": "n1",
+    }
+
+
+@pytest.fixture
+def store(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    record = SearchRecord.open(uri, "exp", str(tmp_path / "runs"), resume=False)
+    record.log_baseline({"val_accuracy": 0.99, "macs": 1e8})
+    return uri, record
+
+
+def _children(uri: str, record: SearchRecord) -> dict:
+    client = MlflowClient(uri)
+    runs = client.search_runs([record.experiment_id], f"tags.`mlflow.parentRunId` = '{record.parent_run_id}'")
+    return {r.data.tags["prunetune.trial_id"]: r for r in runs}
+
+
+def test_a_trial_costs_the_same_few_calls_early_and_late_and_the_tags_mark_the_front(store):
+    uri, record = store
+    record.client = Counted(record.client)
+    points = _points(40)
+    per_trial = []
+    for i, (acc, macs) in enumerate(points):
+        before = record.client.calls.copy()
+        params = {"stage0": 0.5, "stage1": 0.75}
+        record.log_epoch(f"t{i}", params, _result(acc, macs, epoch=1))
+        record.log_final(f"t{i}", params, _result(acc, macs))
+        per_trial.append(record.client.calls - before)
+    # create_run, 2 batches, spec.json, end of run: the same five calls for the first
+    # trial and the 40th; a tag only for a run pushed off the front (once per run at most);
+    # the front artifacts at most once per 10 s: nothing per trial grows with the search.
+    periodic = ("set_tag", "log_artifacts", "log_metric")
+    assert all(sum(c.values()) - sum(c[k] for k in periodic) == 5 for c in per_trial), per_trial
+    assert record.client.calls["set_tag"] < len(points)
+    assert record.client.calls["log_artifacts"] <= 3
+    runs = _children(uri, record)
+    front = {f"t{i}" for i in pareto_front(points)}
+    assert {t for t, r in runs.items() if r.data.tags[PARETO] == "true"} == front
+    assert all(r.data.params == {"stage0": "0.5", "stage1": "0.75"} for r in runs.values())
+    assert all(r.info.status == "FINISHED" and r.data.metrics["val_accuracy"] > 0 for r in runs.values())
+
+    # a reopened record (resume, or the end of the search) knows the tags: finishing
+    # writes none again
+    again = SearchRecord(uri, "exp", record.parent_run_id)
+    again.client = Counted(again.client)
+    again.baseline = record.baseline
+    again.finish()
+    assert again.client.calls["set_tag"] == 0
+    assert {r["trial"] for r in again.rows() if r["pareto"]} == front
+    hv = MlflowClient(uri).get_run(record.parent_run_id).data.metrics["front_hypervolume"]
+    assert hv == pytest.approx(hypervolume([(a, m / 1e8) for a, m in points], (0.0, 1.0)))
+    assert 0 < hv < 1
+
+
+def test_params_past_mlflow_batch_limits_are_all_written(store):
+    uri, record = store
+    params = {f"layer{i}": 0.5 for i in range(130)}
+    record.log_final("big", params, _result(0.9, 50_000_000))
+    assert len(_children(uri, record)["big"].data.params) == 130
+
+
+def test_the_callback_writes_in_the_background_and_drains_at_the_end(store, tmp_path):
+    uri, record = store
+    cb = TrackingCallback(uri, "exp", record.parent_run_id, 12, {"val_accuracy": 0.99, "macs": 1e8}, tmp_path / "s")
+    lines = []
+    cb.say = lines.append
+    for i, (acc, macs) in enumerate(_points(12, seed=1)):
+        trial = SimpleNamespace(trial_id=f"t{i}", config={"stage0": 0.5})
+        cb.on_trial_result(0, [], trial, _result(acc, macs, epoch=1))
+        cb.on_trial_result(0, [], trial, {**_result(acc, macs), "final": 1})
+    cb.on_experiment_end([])
+    assert not cb.pending and not cb._thread.is_alive() and not (tmp_path / "s").exists()
+    runs = _children(uri, record)
+    assert len(runs) == 12 and all(r.info.status == "FINISHED" for r in runs.values())
+    assert lines[-1].startswith("[12/12]") and "front" in lines[-1]
+    assert cb.write_seconds > 0
+
+
+def test_writes_wait_through_an_outage_and_are_saved_when_it_lasts(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    spill = tmp_path / "pending.json"
+    cb = TrackingCallback(f"http://127.0.0.1:{port}", "exp", "r0", 3, {"val_accuracy": 0.9, "macs": 1e8}, spill)
+    cb.say = lambda _t: None
+    for i in range(3):
+        cb.on_trial_result(0, [], SimpleNamespace(trial_id=f"t{i}", config={}), {**_result(0.9, 10**7), "final": 1})
+    assert len(cb.done) == 3  # progress does not wait for MLflow
+    assert not cb.drain(1.0, spill)
+    saved = json.loads(spill.read_text())
+    assert [w["op"] for w in saved] == ["log_final"] * 3 and [w["args"][0] for w in saved] == ["t0", "t1", "t2"]
