@@ -27,6 +27,7 @@ test-gpu: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.methods
 	$(BIN)/python -m bench.eagleeye
+	$(BIN)/python -m bench.search_quality  # before speedup: it times the searched counts
 	$(BIN)/python -m bench.speedup
 	$(BIN)/python -m bench.throughput
 	$(BIN)/python -m bench.overhead

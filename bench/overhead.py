@@ -9,7 +9,7 @@ wall time, ``tune_seconds``). Target: >= 95%. The rest is split into Tune's per-
 gap (trial start to first code, result handling, the driver's MLflow writes) and the
 tail (the last round leaves a slot idle when the trials do not divide evenly).
 Results: bench/results/overhead.json and docs/benchmarks.md.
-Run: `python -m bench.overhead` (about 6 min).
+Run: `python -m bench.overhead` (about 12 min: searches of 10 and 30 trials).
 """
 
 from __future__ import annotations
@@ -73,10 +73,13 @@ def run(trials: int, steps: int) -> dict:
         for path in Path(tmp, "runs", "bench-overhead", "tune").glob("*/result.json"):
             rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
             finals += [r for r in rows if r.get("final") and "started_at" in r]
-        gaps = []
+        gaps, starts, ends = [], [], []
+        began = parent.data.metrics["tune_started_at"]
         for node in {r["node_id"] for r in finals}:
             mine = sorted((r for r in finals if r["node_id"] == node), key=lambda r: r["started_at"])
             gaps += [b["started_at"] - a["started_at"] - a["trial_seconds"] for a, b in zip(mine, mine[1:])]
+            starts.append(mine[0]["started_at"] - began)  # Tune's start to the slot's first trial code
+            ends.append(began + tune - mine[-1]["started_at"] - mine[-1]["trial_seconds"])  # last trial to Tune's end
         between = sum(gaps) / (slots * tune)
         return {
             "trials": trials,
@@ -90,43 +93,67 @@ def run(trials: int, steps: int) -> dict:
             "between_trials_share": between,
             "between_trials_seconds": sum(gaps) / max(1, len(gaps)),
             "start_and_end_share": 1 - busy - tail - between,
+            "first_start_seconds": sum(starts) / len(starts),
+            "last_end_seconds": sum(ends) / len(ends),
         }
 
 
 def section(res: dict) -> str:
-    r = res["result"]
+    rs = res["results"]
+    r0 = rs[0]
+
+    def row(label: str, fmt) -> str:
+        return f"| {label} | " + " | ".join(fmt(r) for r in rs) + " |"
+
     return "\n".join(
         [
             "## Orchestration overhead",
             "",
             f"`python -m bench.overhead` on {res['machine']}, {res['date']}: a local Ray cluster of a head and two "
-            f"1-CPU worker nodes (two trial slots, token auth), {r['trials']} trials of fixed work ({r['steps']} "
-            f"fine-tune steps of a ResNet-20 on the digits data, {r['mean_trial_seconds']:.1f} s each on average), "
-            "MLflow in a local store.",
+            f"1-CPU worker nodes (two trial slots, token auth), searches of trials of fixed work ({r0['steps']} "
+            f"fine-tune steps of a ResNet-20 on the digits data, {r0['mean_trial_seconds']:.1f} s each on average), "
+            "MLflow in a local store. The head, the driver and both slots share the machine's 2 cores.",
             "",
-            "| figure | value |",
-            "|---|---|",
-            f"| busy share: sum of trial time / (2 slots x Tune wall time) | {100 * r['busy_share']:.1f}% (target 95%) |",
-            f"| Tune wall time | {r['tune_seconds']:.0f} s |",
-            f"| idle tail (last round, {r['trials']} trials over 2 slots) | {100 * r['tail_share']:.1f}% |",
-            f"| gap per trial (start, result handling, driver's MLflow writes) | {r['per_trial_gap_seconds']:.2f} s |",
-            f"| ... of which between two trials on one slot: share, mean gap | {100 * r['between_trials_share']:.1f}%, "
-            f"{r['between_trials_seconds']:.2f} s |",
-            f"| ... of which the first start and the last end (worker processes, imports, final writes) | "
-            f"{100 * r['start_and_end_share']:.1f}% |",
-            f"| whole command (baseline training, Ray connect, final front) | {r['command_seconds']:.0f} s |",
+            "| figure | " + " | ".join(f"{r['trials']} trials" for r in rs) + " |",
+            "|---|" + "---|" * len(rs),
+            row(
+                "**busy share**: sum of trial time / (2 slots x Tune wall time), target 95%",
+                lambda r: f"**{100 * r['busy_share']:.1f}%**",
+            ),
+            row("Tune wall time", lambda r: f"{r['tune_seconds']:.0f} s"),
+            row("idle tail (last round, trials not dividing over 2 slots)", lambda r: f"{100 * r['tail_share']:.1f}%"),
+            row("gap per trial, all told", lambda r: f"{r['per_trial_gap_seconds']:.2f} s"),
+            row(
+                "... between two trials on one slot (result handling, MLflow, next config): share, mean gap",
+                lambda r: f"{100 * r['between_trials_share']:.1f}%, {r['between_trials_seconds']:.2f} s",
+            ),
+            row("... the first start and the last end, share", lambda r: f"{100 * r['start_and_end_share']:.1f}%"),
+            row(
+                "... Tune's start to a slot's first trial (placement, worker process, imports, baseline fetch)",
+                lambda r: f"{r['first_start_seconds']:.1f} s per slot",
+            ),
+            row(
+                "... a slot's last trial to Tune's end (the other slot's last trial, shutdown)",
+                lambda r: f"{r['last_end_seconds']:.1f} s per slot",
+            ),
+            row(
+                "whole command (baseline training, Ray connect, final front)", lambda r: f"{r['command_seconds']:.0f} s"
+            ),
         ]
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--trials", type=int, nargs="+", default=[10, 30])
     parser.add_argument("--steps", type=int, default=120)
     args = parser.parse_args()
-    res = {"result": run(args.trials, args.steps), "machine": machine(), "date": time.strftime("%Y-%m-%d")}
-    text = section(res)
-    publish("overhead", res, text)
+    res = {
+        "results": [run(n, args.steps) for n in args.trials],
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    publish("overhead", res, section(res))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ import json
 import logging
 import os
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -57,37 +59,52 @@ def cheap_trial(config: dict) -> None:
 
 
 class TimedCallback(TrackingCallback):
-    """Bookkeeping time = time in Tune's callback (progress, queueing) + time the MLflow
-    writer spends on the queued writes (in its own thread, off Tune's event loop)."""
+    """Bookkeeping of a trial = time in Tune's callback for its results (progress, front,
+    queueing) + the MLflow writes of that trial (in the writer thread, off Tune's event
+    loop), as wall time and as CPU time; each write is counted to its own trial, however
+    late the writer gets to it."""
 
     def __init__(self, *a, **kw) -> None:
         super().__init__(*a, say=lambda _t: None, **kw)
-        self.callback_seconds = 0.0
-        self.marks: list[float] = []  # bookkeeping seconds so far, at each finished trial
+        self.order: list[str] = []  # trial ids in the order they finished
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
         self.rss: dict[int, float] = {}
 
+    def _add(self, tid: str, wall: float, cpu: float) -> None:
+        self.wall[tid] = self.wall.get(tid, 0.0) + wall
+        self.cpu[tid] = self.cpu.get(tid, 0.0) + cpu
+
+    def _timed(self, op: str, args: tuple, seconds: float, cpu_seconds: float) -> None:
+        super()._timed(op, args, seconds, cpu_seconds)
+        self._add(args[0], seconds, cpu_seconds)
+
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         super().on_trial_result(iteration, trials, trial, result, **info)
-        self.callback_seconds += time.perf_counter() - t0
-        self.marks.append(self.callback_seconds + self.write_seconds)
-        n = len(self.marks)
-        if n in CHECKPOINTS:
-            self.rss[n] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB (Linux: KiB)
-
-    def on_experiment_end(self, trials, **info) -> None:
-        super().on_experiment_end(trials, **info)
-        self.marks[-1] = self.callback_seconds + self.write_seconds  # the writes drained at the end
+        self._add(trial.trial_id, time.perf_counter() - t0, time.thread_time() - c0)
+        if result.get("final"):
+            self.order.append(trial.trial_id)
+            n = len(self.order)
+            if n in CHECKPOINTS:
+                self.rss[n] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB (Linux: KiB)
 
 
-def run(n: int) -> dict:
+class Untracked(TimedCallback):
+    """The same callback with its MLflow writes left out: what Tune and Optuna cost alone."""
+
+    def _write(self, op: str, *args) -> None:
+        pass
+
+
+def run(n: int, tracked: bool = True) -> dict:
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     with tempfile.TemporaryDirectory() as tmp:
         uri = f"sqlite:///{tmp}/mlflow.db"
         record = SearchRecord.open(uri, "bench-scale", tmp, False)
         record.log_baseline({"val_accuracy": 0.98, "macs": 40e6})
-        callback = TimedCallback(
+        callback = (TimedCallback if tracked else Untracked)(
             uri,
             "bench-scale",
             record.parent_run_id,
@@ -118,11 +135,14 @@ def run(n: int) -> dict:
         finish = time.perf_counter() - t1
     windows = {}
     for end in CHECKPOINTS:
-        if end <= len(callback.marks):
-            start = callback.marks[end - 101] if end > 100 else 0.0
-            ms = 1000 * (callback.marks[end - 1] - start) / min(100, end)
-            windows[str(end)] = {"ms_per_trial": ms, "peak_rss_mib": callback.rss.get(end)}
-    return {"trials": len(callback.marks), "wall_seconds": wall, "final_front_seconds": finish, "windows": windows}
+        if end <= len(callback.order):
+            ids = callback.order[max(0, end - 100) : end]
+            windows[str(end)] = {
+                "ms_per_trial": 1000 * sum(callback.wall[t] for t in ids) / len(ids),
+                "cpu_ms_per_trial": 1000 * sum(callback.cpu[t] for t in ids) / len(ids),
+                "peak_rss_mib": callback.rss.get(end),
+            }
+    return {"trials": len(callback.order), "wall_seconds": wall, "final_front_seconds": finish, "windows": windows}
 
 
 def section(res: dict) -> str:
@@ -132,17 +152,31 @@ def section(res: dict) -> str:
         "",
         f"`python -m bench.scale` on {res['machine']}, {res['date']}: real Ray Tune (local), prunetune's "
         "NSGA-II searcher (population 50) and tracking callback (MLflow in a local SQLite store, front updated "
-        "after every trial); trials are cheap (no training). Bookkeeping = time per trial in the callback "
-        "(progress, front update) and in its MLflow writer thread (the writes), mean over the 100 trials "
-        "ending at each mark; peak = the "
+        "after every trial); trials are cheap (no training). Bookkeeping of a trial = time in the callback "
+        "for its results (progress, front update) plus its MLflow writes (done in the callback's writer thread, "
+        "each counted to its own trial), mean over the 100 trials ending at each mark; peak = the "
         "driver's peak resident memory by then.",
         "",
-        "| trials | bookkeeping per trial (ms) | driver peak RSS (MiB) |",
-        "|---|---|---|",
+        "| trials | bookkeeping per trial: wall ms (CPU ms) | driver peak RSS (MiB) | "
+        "peak RSS without the MLflow writes (MiB) |",
+        "|---|---|---|---|",
     ]
+    bare = res.get("untracked", {}).get("windows", {})
     for end, w in r["windows"].items():
-        lines.append(f"| {end} | {w['ms_per_trial']:.1f} | {w['peak_rss_mib']:.0f} |")
+        alone = bare.get(end, {}).get("peak_rss_mib")
+        lines.append(
+            f"| {end} | {w['ms_per_trial']:.1f} ({w['cpu_ms_per_trial']:.1f}) | {w['peak_rss_mib']:.0f} | "
+            f"{'-' if alone is None else f'{alone:.0f}'} |"
+        )
     lines.append("")
+    if "untracked" in res:
+        u = res["untracked"]
+        lines.append(
+            f"The same search without the MLflow writes: {u['trials']} trials in {u['wall_seconds']:.0f} s. Wall "
+            "time counts the writer thread's waits for the GIL (Tune's event loop runs beside it); CPU time is "
+            "the driver threads' own work, garbage collection included."
+        )
+        lines.append("")
     lines.append(
         f"Whole search: {r['trials']} trials in {r['wall_seconds']:.0f} s ({1000 * r['wall_seconds'] / r['trials']:.0f} ms "
         f"per trial of Tune, Optuna and bookkeeping together); final front (the record read back from MLflow, front tagged, json, csv, html and png written): {r['final_front_seconds']:.1f} s."
@@ -153,10 +187,22 @@ def section(res: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--trials", type=int, default=2000)
+    parser.add_argument("--one", choices=["tracked", "untracked"], help=argparse.SUPPRESS)
     args = parser.parse_args()
-    res = {"result": run(args.trials), "machine": machine(), "date": time.strftime("%Y-%m-%d")}
-    text = section(res)
-    publish("scale", res, text)
+    if args.one:  # one search in this process (peak RSS is per process): print its figures
+        print("RESULT " + json.dumps(run(args.trials, tracked=args.one == "tracked")))
+        return
+    res = {"machine": machine(), "date": time.strftime("%Y-%m-%d")}
+    for variant in ("tracked", "untracked"):
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.scale", "--trials", str(args.trials), "--one", variant],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        res["result" if variant == "tracked" else "untracked"] = json.loads(out.split("RESULT ", 1)[1])
+    publish("scale", res, section(res))
 
 
 if __name__ == "__main__":

@@ -15,14 +15,15 @@ For each seed (baseline init, fine-tune order and sampler seed) and each MACs cu
       the default uniform warm start first.
 The winner of each search is chosen on val accuracy (as the search does) and reported by
 its accuracy on the held-out test split (360 images), which nothing selects on. Front mode
-(no target): N trials per sampler and N uniform levels; the hypervolume of each val front
+(no target): N trials per sampler, N trials of tpe and nsga2 with ``search.front_targets``
+(a MACs target sampled per trial), and N uniform levels; the hypervolume of each val front
 over the reference point (10% accuracy = chance, 1.0x MACs), with the front members'
 test accuracies (and their val accuracies, for comparison).
 
 Trials run in this process one after another (``trials.run_trial``, the function Ray Tune
 calls), told to the sampler as soon as they end; a search on Ray proposes the same way but
 with ``max_concurrent`` trials in flight. Run: ``python -m bench.search_quality``
-(about 30 min for 3 seeds on 2 CPU cores).
+(about 45 min for 3 seeds on 2 CPU cores, front_targets variants included).
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ import torch
 from bench.report import ROOT, machine, publish
 from orchestrator.config import SearchSection
 from orchestrator.pareto import hypervolume, pareto_front
-from orchestrator.search import _sampler, _warm_levels
-from orchestrator.space import distributions, grid, group_ratios, variables, warm_start_points
+from orchestrator.search import _sampler, _warm_levels, search_space, with_targets
+from orchestrator.space import TARGET, grid, group_ratios, variables, warm_start_points
 from trials.baseline import ModelInfo, train_baseline
 from trials.data import DataConfig, load_test, load_train_val
 from trials.groups import build_graph
@@ -58,6 +59,8 @@ ADAPTIVE_BN = 10
 CUTS = (0.5, 0.75, 0.9)  # fraction of MACs removed
 KEEP_MIN, KEEP_MAX, KEEP_STEP = 0.1, 1.0, 0.05
 SAMPLERS = ("random", "tpe", "nsga2")
+# front mode with search.front_targets (a MACs target sampled per trial): sampler, targets
+FRONT_VARIANTS = {"tpe+targets": "tpe", "nsga2+targets": "nsga2"}
 WARM_START = [0.5, 0.75, 1.0]  # SearchSection's default
 REF = (0.1, 1.0)  # (accuracy, MACs ratio): chance, the baseline
 CPU = torch.device("cpu")
@@ -72,7 +75,7 @@ class Bench:
         model, _ = train_baseline(self.info, DATA, ft, "cpu", log=None)
         self.baseline_val = evaluate(model, load_train_val(DATA).val, CPU)["accuracy"]
         self.state = {k: v.clone() for k, v in model.state_dict().items()}
-        graph = build_graph(model, (1, SIZE, SIZE), ARCH)
+        self.graph = graph = build_graph(model, (1, SIZE, SIZE), ARCH)
         self.var_map = variables(graph.groups, "layer")
         self.names = list(self.var_map)
         self.test = load_test(DATA)
@@ -103,8 +106,9 @@ class Bench:
             "spec": r["spec"],
         }
 
-    def search(self, sampler: str, n: int, cut: float | None) -> list[dict]:
-        """``n`` trials proposed by ``sampler`` (budget mode at ``cut``, front mode at None)."""
+    def search(self, sampler: str, n: int, cut: float | None, targets: bool = False) -> list[dict]:
+        """``n`` trials proposed by ``sampler`` (budget mode at ``cut``, front mode at None;
+        ``targets``: front mode with a MACs target sampled per trial)."""
         budget = cut is not None
         sec = SearchSection(
             mode="budget" if budget else "front",
@@ -116,18 +120,21 @@ class Bench:
             keep_max=KEEP_MAX,
             keep_step=KEEP_STEP,
             warm_start=WARM_START if sampler != "random" else [],
+            front_targets=targets,
         )
+        cfg = SimpleNamespace(search=sec, model=SimpleNamespace(arch=ARCH))
         study = optuna.create_study(
-            sampler=_sampler(SimpleNamespace(search=sec)),
+            sampler=_sampler(cfg),
             directions=["maximize"] if budget else ["maximize", "minimize"],
         )
-        for point in warm_start_points(self.names, _warm_levels(sec), KEEP_MIN, KEEP_MAX, KEEP_STEP):
+        warm = warm_start_points(self.names, _warm_levels(sec), KEEP_MIN, KEEP_MAX, KEEP_STEP)
+        for point in with_targets(cfg, self.graph, self.var_map, warm):
             study.enqueue_trial(point)
-        space = distributions(self.names, KEEP_MIN, KEEP_MAX, KEEP_STEP)
+        space = search_space(cfg, self.names)
         rows = []
         for i in range(n):
             t = study.ask(space)
-            row = self.trial(group_ratios(t.params, self.var_map), sec.macs_target)
+            row = self.trial(group_ratios(t.params, self.var_map), t.params.get(TARGET, sec.macs_target))
             study.tell(t, row["val"] if budget else [row["val"], row["macs_ratio"]])
             rows.append({**row, "warm_start": i < len(_warm_levels(sec))})
         return rows
@@ -184,6 +191,23 @@ def run(seeds: list[int], n: int, say=print, partial: Path | None = None) -> dic
     return results
 
 
+def add_front_variants(results: dict, say=print) -> dict:
+    """Run the FRONT_VARIANTS for every seed of ``results`` (the baselines are retrained:
+    seeded, they come out the same) and add them to its front section."""
+    n = results["trials_per_search"]
+    for out in results["seeds"]:
+        t0 = time.perf_counter()
+        b = Bench(out["seed"])
+        if abs(b.baseline_val - out["baseline_val"]) > 1e-9:
+            say(f"seed {out['seed']}: baseline val {b.baseline_val:.4f}, stored {out['baseline_val']:.4f}")
+        for name, sampler in FRONT_VARIANTS.items():
+            rows = [_lean(r) for r in b.search(sampler, n, None, targets=True)]
+            out["front"][name] = {**_front(rows), "all": rows}
+            say(f"seed {out['seed']} front {name}: HV {out['front'][name]['hv_test']:.4f}")
+        out["seconds"] += time.perf_counter() - t0
+    return results
+
+
 def _ms(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{scale * statistics.mean(values):.{digits}f} ± {scale * sd:.{digits}f}"
@@ -199,14 +223,20 @@ def table(results: dict) -> str:
         "nsga2": f"(c) prunetune, nsga2, {n} trials",
     }
     front_label = {"uniform": "(a) uniform", "random": "(b) random", "tpe": "(c) tpe", "nsga2": "(c) nsga2"}
+    front_label.update({k: f"(c) {v}, front_targets" for k, v in FRONT_VARIANTS.items()})
     base = [s["baseline_val"] for s in seeds]
     lines = [
-        f"Setting: ResNet-56 on the digits data at {SIZE}x{SIZE}, trained on a quarter of the training split "
+        "## Search quality: searched per-layer counts against uniform pruning",
+        "",
+        f"`python -m bench.search_quality`. Setting: ResNet-56 on the digits data at {SIZE}x{SIZE}, trained on a quarter of the training split "
         f"(286 images, {BASELINE['epochs']} epochs; baseline val accuracy {_ms(base)}%); every pruned network "
         f"gets the same brief fine-tune ({FINETUNE['epochs']} epochs, 18 steps, lr {FINETUNE['lr']}, adaptive BN "
         f"first); keep ratios per layer group in [{KEEP_MIN}, {KEEP_MAX}] step {KEEP_STEP}. Winners are chosen "
         "on val accuracy; the tables give their **test** accuracy (360 held-out images). "
-        f"Mean ± sd over {len(seeds)} seeds; Δ is the paired difference to uniform on the same baseline.",
+        f"Mean ± sd over {len(seeds)} seeds; Δ is the paired difference to uniform on the same baseline. "
+        "The samplers of one seed share their random draws (TPE's first 10 trials and NSGA-II's first "
+        "generation are the random sampler's, after the uniform warm start), so (b) and (c) differ only "
+        "by what the guided trials found.",
         f"Machine: {results['machine']}; {results['date']}; {results['seconds'] / 60:.0f} min.",
         "",
         "Budget mode (test accuracy in %, Δ in points):",
@@ -244,14 +274,15 @@ def table(results: dict) -> str:
         f"Front mode ({n} trials each; uniform: {n} levels from {KEEP_MIN} to {KEEP_MAX}). Hypervolume "
         f"over the reference (accuracy {REF[0]}, MACs {REF[1]}x), x100:",
         "",
-        "| method | HV, test accuracy of the val front | HV, val accuracy | front size |",
+        "| method | HV, test accuracy of the val front (Δ to uniform) | HV, val accuracy | front size |",
         "|---|---|---|---|",
     ]
-    for m in methods:
+    for m in [m for m in front_label if all(m in s["front"] for s in seeds)]:
         f = [s["front"][m] for s in seeds]
+        delta = [s["front"][m]["hv_test"] - s["front"]["uniform"]["hv_test"] for s in seeds]
+        hv = _ms([x["hv_test"] for x in f], digits=2) + ("" if m == "uniform" else f" (Δ {_ms(delta, digits=2)})")
         lines.append(
-            f"| {front_label[m]} | "
-            f"{_ms([x['hv_test'] for x in f], digits=2)} | {_ms([x['hv_val'] for x in f], digits=2)} | "
+            f"| {front_label[m]} | {hv} | {_ms([x['hv_val'] for x in f], digits=2)} | "
             f"{statistics.mean(x['size'] for x in f):.1f} |"
         )
     secs = [r["seconds"] for s in seeds for c in s["budget"].values() for m in SAMPLERS for r in c[m]["all"]]
@@ -263,10 +294,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--trials", type=int, default=24, help="trials per search (and uniform front levels)")
+    parser.add_argument(
+        "--front-variants-only",
+        action="store_true",
+        help="only run the front_targets variants, added to bench/results/search_quality.json",
+    )
     args = parser.parse_args()
     t0 = time.perf_counter()
     partial = ROOT / "bench" / "results" / "search_quality.partial.json"
+    if args.front_variants_only:
+        results = add_front_variants(json.loads((ROOT / "bench" / "results" / "search_quality.json").read_text()))
+        results["seconds"] += time.perf_counter() - t0
+        publish("search_quality", results, table(results))
+        return
     results = run(list(range(args.seeds)), args.trials, partial=partial)
+    results = add_front_variants(results)
     results["seconds"] = time.perf_counter() - t0
     results["machine"] = machine()
     results["date"] = time.strftime("%Y-%m-%d")

@@ -81,6 +81,10 @@ class SearchSection(_Strict):
     # ... and allocations by method: adapruner (counts from BN importance, at macs_target or
     # 0.5) and paam (counts from thresholding the learned scores of a paam baseline)
     warm_start_methods: list[Literal["adapruner", "paam"]] = []
+    # front mode: sample each trial's MACs target as a variable of its own and scale its
+    # per-layer ratios onto it, so that the trials spread over the whole MACs range (per-layer
+    # ratios drawn independently average out to middling MACs: bench/search_quality.py)
+    front_targets: bool = False
     seed: int = 0
 
     @model_validator(mode="after")
@@ -89,6 +93,8 @@ class SearchSection(_Strict):
             raise ValueError(f"keep_min {self.keep_min} is above keep_max {self.keep_max}")
         if self.mode == "budget" and self.macs_target is None:
             raise ValueError("budget mode needs macs_target (the fraction of baseline MACs to keep)")
+        if self.mode == "budget" and self.front_targets:
+            raise ValueError("front_targets samples a MACs target per trial: it belongs to front mode")
         for r in self.warm_start:
             if not 0 < r <= 1:
                 raise ValueError(f"warm_start ratio {r} is not in (0, 1]")

@@ -105,7 +105,7 @@ class TrackingCallback(Callback):
     def _flush(self) -> bool:
         while self.pending:
             op, args = self.pending[0]
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             try:
                 if self._record is None:
                     self._record = SearchRecord(self.uri, self.experiment, self.parent_run_id)
@@ -117,12 +117,16 @@ class TrackingCallback(Callback):
                     self._print(f"MLflow unreachable ({type(exc).__name__}); buffering results and retrying")
                 return False
             finally:
-                self.write_seconds += time.perf_counter() - t0
+                self._timed(op, args, time.perf_counter() - t0, time.thread_time() - c0)
             self.pending.popleft()
         if self._outage_since is not None:
             self._print(f"MLflow reachable again after {time.time() - self._outage_since:.0f} s; buffer written")
             self._outage_since = None
         return True
+
+    def _timed(self, op: str, args: tuple, seconds: float, cpu_seconds: float) -> None:
+        """Called after each MLflow write with its wall time and the writer thread's CPU time."""
+        self.write_seconds += seconds
 
     def drain(self, timeout: float, spill: Path) -> bool:
         """At the end: retry for up to ``timeout`` seconds, then save the rest to ``spill``."""

@@ -21,15 +21,26 @@ from torch import nn
 
 from orchestrator.config import SearchConfig, dump_config
 from orchestrator.progress import TrackingCallback
-from orchestrator.space import distributions, grid, group_ratios, variables, warm_start_points
+from orchestrator.space import (
+    TARGET,
+    distributions,
+    grid,
+    group_ratios,
+    snap_target,
+    target_distribution,
+    variables,
+    warm_start_points,
+)
 from orchestrator.tracking import SearchRecord
 from trials.adapruner import allocate
 from trials.baseline import ModelInfo, load_model, read_scores, save_checkpoint, train_baseline
+from trials.budget import MacsModel
 from trials.cost import count_cost
 from trials.data import DataConfig, load_train_val
 from trials.errors import TrialFailed, UserError
 from trials.groups import build_graph
 from trials.regularizers import bn_sparsity, make_regularizer, threshold_spec
+from trials.spec import ChannelSpec
 from trials.train import FinetuneConfig, evaluate
 from trials.trial import TrialConfig, resolve_device, run_trial
 
@@ -63,7 +74,7 @@ def _trainable(
         data=DataConfig(**s["data"]),
         keep=group_ratios(config, s["variables"]),
         round_to=s["round_to"],
-        macs_target=s["macs_target"],
+        macs_target=config.get(TARGET, s["macs_target"]),  # front_targets: sampled per trial
         keep_min=s["keep_min"],
         keep_max=s["keep_max"],
         learned_scores=scores,
@@ -189,6 +200,28 @@ def _settings(cfg: SearchConfig, var_map: dict) -> dict:
     }
 
 
+def search_space(cfg: SearchConfig, names: list[str]) -> dict:
+    s = cfg.search
+    space = distributions(names, s.keep_min, s.keep_max, s.keep_step)
+    if s.mode == "front" and s.front_targets:
+        space[TARGET] = target_distribution(s.keep_min)
+    return space
+
+
+def with_targets(cfg: SearchConfig, graph, var_map: dict[str, list[str]], points: list[dict]) -> list[dict]:
+    """front_targets: each warm-start point gets, as its target, the MACs its own counts keep."""
+    s = cfg.search
+    if not (s.mode == "front" and s.front_targets):
+        return points
+    macs = MacsModel(graph)
+    full = macs({g.name: g.channels for g in graph.groups})
+    out = []
+    for p in points:
+        spec = ChannelSpec.from_ratios(graph.groups, group_ratios(p, var_map), s.round_to, cfg.model.arch)
+        out.append({**p, TARGET: snap_target(macs(spec.channels) / full, s.keep_min)})
+    return out
+
+
 def _warm_levels(s) -> list[float]:
     """The uniform warm-start levels worth a trial: in budget mode every uniform point is
     scaled onto the same MACs target, so one of them stands for all."""
@@ -283,13 +316,18 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
             say(f"nothing to resume at {experiment}: starting a new search")
         metric, mode = (["val_accuracy", "macs"], ["max", "min"]) if s.mode == "front" else ("val_accuracy", "max")
         searcher = PrunetuneOptunaSearch(
-            space=distributions(names, s.keep_min, s.keep_max, s.keep_step),
+            space=search_space(cfg, names),
             metric=metric,
             mode=mode,
             sampler=_sampler(cfg),
             points_to_evaluate=_dedup(
-                method_points(cfg, base, graph, var_map)
-                + warm_start_points(names, _warm_levels(s), s.keep_min, s.keep_max, s.keep_step)
+                with_targets(
+                    cfg,
+                    graph,
+                    var_map,
+                    method_points(cfg, base, graph, var_map)
+                    + warm_start_points(names, _warm_levels(s), s.keep_min, s.keep_max, s.keep_step),
+                )
             ),
         )
         tuner = tune.Tuner(
@@ -305,17 +343,22 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
                 failure_config=tune.FailureConfig(max_failures=cfg.trial.max_failures),
             ),
         )
-    t0 = time.perf_counter()
+    t0, started_at = time.perf_counter(), time.time()
     try:
         tuner.fit()
     except KeyboardInterrupt:
         record.finish("KILLED")
         raise
-    return _finish(cfg, record, say, tune_seconds=time.perf_counter() - t0)
+    return _finish(cfg, record, say, tune_seconds=time.perf_counter() - t0, tune_started_at=started_at)
 
 
 def _finish(
-    cfg: SearchConfig, record: SearchRecord, say, timeout: float = 300.0, tune_seconds: float | None = None
+    cfg: SearchConfig,
+    record: SearchRecord,
+    say,
+    timeout: float = 300.0,
+    tune_seconds: float | None = None,
+    tune_started_at: float | None = None,
 ) -> list[dict]:
     """Write the final front and close the parent run, retrying while MLflow is unreachable."""
     deadline = time.time() + timeout
@@ -325,6 +368,7 @@ def _finish(
             final.baseline = record.baseline
             if tune_seconds is not None:  # wall time of Tune's run (this driver's share of a resumed one)
                 final.client.log_metric(record.parent_run_id, "tune_seconds", tune_seconds)
+                final.client.log_metric(record.parent_run_id, "tune_started_at", tune_started_at or 0.0)
             final.finish()
             return final.rows()
         except Exception as exc:  # noqa: BLE001 - tracking outage: retry, then say where things are

@@ -62,3 +62,17 @@ def warm_start_points(names: list[str], levels: list[float], low: float, high: f
             seen.add(v)
             points.append(dict.fromkeys(names, v))
     return points
+
+
+TARGET = "macs_target"  # front_targets: the trial's sampled MACs target (a fraction of the baseline's)
+
+
+def target_distribution(keep_min: float) -> optuna.distributions.FloatDistribution:
+    """MACs targets from about what keep_min everywhere leaves (at least 1%) to all of them."""
+    low = max(0.01, round(keep_min * keep_min, 2))
+    return optuna.distributions.FloatDistribution(low, 1.0, step=0.01)
+
+
+def snap_target(value: float, keep_min: float) -> float:
+    d = target_distribution(keep_min)
+    return round(min(d.high, max(d.low, round(value / d.step) * d.step)), 2)

@@ -120,3 +120,24 @@ def test_budget_mode_projects_every_trial(tmp_path, mlflow_server, ray_cluster):
     assert len(children) == 4
     for c in children:
         assert abs(c.data.metrics["macs_ratio"] - 0.5) <= 0.005, c.data.metrics["macs_ratio"]
+
+
+def test_front_targets_put_each_trial_at_its_sampled_macs(tmp_path, mlflow_server, ray_cluster):
+    _search(
+        tmp_path,
+        ray_cluster,
+        _config(
+            tmp_path,
+            "it-targets",
+            mlflow_server,
+            ray_cluster["address"],
+            search={"front_targets": True, "num_trials": 4, "sampler": "random"},
+        ),
+    )
+    _, parents, children = _runs(mlflow_server, "it-targets")
+    assert len(children) == 4
+    targets = [float(c.data.params["macs_target"]) for c in children]
+    assert len(set(targets)) > 2  # the two warm starts' own MACs, then sampled ones
+    for c, target in zip(children, targets):
+        assert abs(c.data.metrics["macs_ratio"] - target) <= 0.02, (target, c.data.metrics["macs_ratio"])
+    assert 0 < parents[0].data.metrics["front_hypervolume"] < 1

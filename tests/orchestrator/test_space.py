@@ -62,3 +62,36 @@ def test_budget_mode_spends_one_trial_on_the_uniform_warm_start():
     assert _warm_levels(SimpleNamespace(mode="budget", warm_start=[0.5, 0.75, 1.0])) == [0.5]
     assert _warm_levels(SimpleNamespace(mode="front", warm_start=[0.5, 0.75, 1.0])) == [0.5, 0.75, 1.0]
     assert _warm_levels(SimpleNamespace(mode="budget", warm_start=[])) == []
+
+
+def test_front_targets_add_a_macs_target_variable_and_give_warm_starts_their_own_macs():
+    import pytest
+
+    from orchestrator.config import validate_config
+    from orchestrator.search import search_space, with_targets
+    from orchestrator.space import TARGET
+    from trials.cost import count_cost
+    from trials.groups import build_graph
+    from trials.models import create_model
+    from trials.prune import apply_spec
+    from trials.spec import ChannelSpec
+
+    cfg = validate_config({"name": "t", "search": {"front_targets": True, "keep_min": 0.3, "granularity": "stage"}})
+    model = create_model("resnet20", num_classes=10, in_channels=1)
+    graph = build_graph(model, (1, 32, 32), "resnet20")
+    var_map = variables(graph.groups, "stage")
+    space = search_space(cfg, list(var_map))
+    assert space[TARGET].low == 0.09 and space[TARGET].high == 1.0
+    points = with_targets(cfg, graph, var_map, warm_start_points(list(var_map), [0.5, 1.0], 0.3, 1.0, 0.05))
+    full = count_cost(model, (1, 32, 32)).macs
+    for p in points:
+        spec = ChannelSpec.from_ratios(graph.groups, group_ratios(p, var_map), 1, "resnet20")
+        pruned = build_graph(create_model("resnet20", num_classes=10, in_channels=1), (1, 32, 32), "resnet20")
+        apply_spec(pruned, spec, "l1")
+        assert abs(p[TARGET] - count_cost(pruned.model, (1, 32, 32)).macs / full) <= 0.011
+    assert points[-1][TARGET] == 1.0 and 0.2 < points[0][TARGET] < 0.3  # keep 0.5 everywhere: about a quarter
+    plain = validate_config({"name": "t", "search": {"granularity": "stage"}})
+    assert TARGET not in search_space(plain, list(var_map))
+    assert with_targets(plain, graph, var_map, points[:1]) == points[:1]
+    with pytest.raises(Exception, match="front_targets"):
+        validate_config({"name": "t", "search": {"mode": "budget", "macs_target": 0.5, "front_targets": True}})
