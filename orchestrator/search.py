@@ -347,7 +347,7 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
     try:
         tuner.fit()
     except KeyboardInterrupt:
-        callback.drain(30.0, storage / "mlflow-pending.json")  # what the writer thread still holds
+        callback.drain(30.0, callback.spill)  # what the writer thread still holds
         record.finish("KILLED")
         raise
     return _finish(cfg, record, say, tune_seconds=time.perf_counter() - t0, tune_started_at=started_at)
