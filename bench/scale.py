@@ -9,7 +9,7 @@ trial 100, 500 and 2,000: the mean time per trial spent in the callback (MLflow 
 front update, progress line; the writes run in the callback's writer thread, off Tune's
 event loop, and are timed there), and the driver's peak resident memory.
 Results: bench/results/scale.json and docs/benchmarks.md.
-Run: `python -m bench.scale` (about 10 min on 2 cores).
+Run: `python -m bench.scale` (three tracked searches and one untracked, about 10 min on 2 cores).
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ import argparse
 import json
 import logging
 import os
+import pickle
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -70,6 +72,7 @@ class TimedCallback(TrackingCallback):
         self.wall: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
         self.rss: dict[int, float] = {}
+        self.own: dict[int, float] = {}
 
     def _add(self, tid: str, wall: float, cpu: float) -> None:
         self.wall[tid] = self.wall.get(tid, 0.0) + wall
@@ -88,6 +91,17 @@ class TimedCallback(TrackingCallback):
             n = len(self.order)
             if n in CHECKPOINTS:
                 self.rss[n] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB (Linux: KiB)
+                self.own[n] = self.own_state_mib()
+
+    def own_state_mib(self) -> float:
+        """prunetune's per-trial state in the driver (the callback's rows and front, the
+        record's maps), pickled: what of the driver's memory growth is ours."""
+        parts = [self.done, self.failed, self.front.members]
+        with self._lock:  # the writer thread's record: read between writes
+            r = self._record
+            if r is not None:
+                parts += [r.finished, r.children, r._tagged, r._params_logged, r.front.members]
+            return sum(len(pickle.dumps(x)) for x in parts) / 2**20
 
 
 class Untracked(TimedCallback):
@@ -141,12 +155,29 @@ def run(n: int, tracked: bool = True) -> dict:
                 "ms_per_trial": 1000 * sum(callback.wall[t] for t in ids) / len(ids),
                 "cpu_ms_per_trial": 1000 * sum(callback.cpu[t] for t in ids) / len(ids),
                 "peak_rss_mib": callback.rss.get(end),
+                "prunetune_state_mib": callback.own.get(end),
             }
-    return {"trials": len(callback.order), "wall_seconds": wall, "final_front_seconds": finish, "windows": windows}
+    buckets = [callback.order[i : i + 100] for i in range(0, len(callback.order), 100)]
+    return {
+        "trials": len(callback.order),
+        "wall_seconds": wall,
+        "final_front_seconds": finish,
+        "heap_freezes": callback.frozen,
+        "windows": windows,
+        # CPU ms per trial in each run of 100 trials: the whole curve, not three points of it
+        "cpu_ms_per_100": [round(1000 * sum(callback.cpu[t] for t in b) / len(b), 2) for b in buckets],
+    }
+
+
+def _spread(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.mean(values):.1f} ({min(values):.1f} to {max(values):.1f})"
 
 
 def section(res: dict) -> str:
-    r = res["result"]
+    runs, bare = res["runs"], res["untracked"]["windows"]
+    k = len(runs)
     lines = [
         "## Scale: 2,000 cheap trials",
         "",
@@ -155,53 +186,67 @@ def section(res: dict) -> str:
         "after every trial); trials are cheap (no training). Bookkeeping of a trial = time in the callback "
         "for its results (progress, front update) plus its MLflow writes (done in the callback's writer thread, "
         "each counted to its own trial), mean over the 100 trials ending at each mark; peak = the "
-        "driver's peak resident memory by then.",
+        f"driver's peak resident memory by then. {k} searches, each in its own process: mean (lowest to highest).",
         "",
-        "| trials | bookkeeping per trial: wall ms (CPU ms) | driver peak RSS (MiB) | "
-        "peak RSS without the MLflow writes (MiB) |",
-        "|---|---|---|---|",
+        "| trials | bookkeeping per trial: CPU ms | wall ms | driver peak RSS (MiB) | "
+        "peak RSS without the MLflow writes (MiB) | prunetune's own state (MiB) |",
+        "|---|---|---|---|---|---|",
     ]
-    bare = res.get("untracked", {}).get("windows", {})
-    for end, w in r["windows"].items():
+    for end in runs[0]["windows"]:
+        ws = [r["windows"][end] for r in runs if end in r["windows"]]
         alone = bare.get(end, {}).get("peak_rss_mib")
         lines.append(
-            f"| {end} | {w['ms_per_trial']:.1f} ({w['cpu_ms_per_trial']:.1f}) | {w['peak_rss_mib']:.0f} | "
-            f"{'-' if alone is None else f'{alone:.0f}'} |"
+            f"| {end} | {_spread([w['cpu_ms_per_trial'] for w in ws])} | {_spread([w['ms_per_trial'] for w in ws])} | "
+            f"{_spread([w['peak_rss_mib'] for w in ws])} | {'-' if alone is None else f'{alone:.0f}'} | "
+            f"{statistics.mean(w['prunetune_state_mib'] for w in ws):.2f} |"
         )
-    lines.append("")
-    if "untracked" in res:
-        u = res["untracked"]
-        lines.append(
-            f"The same search without the MLflow writes: {u['trials']} trials in {u['wall_seconds']:.0f} s. Wall "
-            "time counts the writer thread's waits for the GIL (Tune's event loop runs beside it); CPU time is "
-            "the driver threads' own work, garbage collection included."
-        )
-        lines.append("")
-    lines.append(
-        f"Whole search: {r['trials']} trials in {r['wall_seconds']:.0f} s ({1000 * r['wall_seconds'] / r['trials']:.0f} ms "
-        f"per trial of Tune, Optuna and bookkeeping together); final front (the record read back from MLflow, front tagged, json, csv, html and png written): {r['final_front_seconds']:.1f} s."
-    )
+    growth = [r["windows"]["2000"]["cpu_ms_per_trial"] / r["windows"]["500"]["cpu_ms_per_trial"] - 1 for r in runs]
+    curve = [statistics.mean(c) for c in zip(*(r["cpu_ms_per_100"] for r in runs))]
+    lines += [
+        "",
+        "CPU per trial from 500 to 2,000 trials, per search: "
+        + ", ".join(f"{100 * g:+.0f}%" for g in growth)
+        + ". The whole curve (CPU ms per trial in each run of 100 trials, mean of the searches): "
+        + ", ".join(f"{c:.0f}" for c in curve)
+        + ".",
+        "",
+        f"The same search without the MLflow writes: {res['untracked']['trials']} trials in "
+        f"{res['untracked']['wall_seconds']:.0f} s. Wall time counts the writer thread's waits for the GIL (Tune's "
+        "event loop runs beside it); CPU time is the driver threads' own work, garbage collection included. "
+        "The driver freezes its heap every 200 finished trials (`TrackingCallback.freeze_every`), so Python's "
+        "full collections do not walk Tune's growing trial state.",
+        "",
+        "Whole search: "
+        + ", ".join(f"{r['trials']} trials in {r['wall_seconds']:.0f} s" for r in runs)
+        + f"; final front (the record read back from MLflow, front tagged, json, csv, html and png written): "
+        f"{_spread([r['final_front_seconds'] for r in runs])} s.",
+    ]
     return "\n".join(lines)
+
+
+def _one(trials: int, variant: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.scale", "--trials", str(trials), "--one", variant],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return json.loads(out.split("RESULT ", 1)[1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--trials", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=3, help="tracked searches (the machine is noisy)")
     parser.add_argument("--one", choices=["tracked", "untracked"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:  # one search in this process (peak RSS is per process): print its figures
         print("RESULT " + json.dumps(run(args.trials, tracked=args.one == "tracked")))
         return
     res = {"machine": machine(), "date": time.strftime("%Y-%m-%d")}
-    for variant in ("tracked", "untracked"):
-        out = subprocess.run(
-            [sys.executable, "-m", "bench.scale", "--trials", str(args.trials), "--one", variant],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        res["result" if variant == "tracked" else "untracked"] = json.loads(out.split("RESULT ", 1)[1])
+    res["runs"] = [_one(args.trials, "tracked") for _ in range(args.repeats)]
+    res["untracked"] = _one(args.trials, "untracked")
     publish("scale", res, section(res))
 
 

@@ -8,6 +8,7 @@ rank is found by binary search. Duplicates (equal accuracy and MACs) share a ran
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 
 
@@ -47,27 +48,55 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
 class Front:
     """The non-dominated set of (accuracy: max, cost: min) points, kept as points arrive.
 
-    Adding a point costs O(front size), not O(points seen): what a search's driver runs
-    after every trial, so that its bookkeeping stays flat as the search grows. Equal
-    points share the front, as in ``pareto_ranks``; adding a key again replaces its point.
+    What a search's driver runs after every trial, so it must not grow with the number of
+    trials seen: the front is kept sorted by cost (along a front, accuracy then rises
+    too), and a point is placed by binary search, O(log front) plus the points it pushes
+    off. Equal points share the front, as in ``pareto_ranks``; adding a key again with a
+    new point replaces its old one.
     """
 
     def __init__(self) -> None:
-        self.members: dict[str, tuple[float, float]] = {}
+        self.members: dict[str, tuple[float, float]] = {}  # key -> (accuracy, cost)
+        self._cost: list[float] = []  # the members' costs, ascending
+        self._acc: list[float] = []  # their accuracies (ascending too)
+        self._key: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self._key)
 
     def add(self, key: str, accuracy: float, cost: float) -> tuple[bool, list[str]]:
         """Returns (whether the point is on the front, the keys it pushed off). Adding a
         key again with its point (a retried write) changes nothing."""
         p = (accuracy, cost)
-        if self.members.get(key) == p:
+        old = self.members.get(key)
+        if old == p:
             return True, []
-        if any(_dominates(q, p) for q in self.members.values()):
-            return False, []
-        gone = [k for k, q in self.members.items() if _dominates(p, q)]
-        for k in gone:
-            del self.members[k]
+        if old is not None:
+            self._remove(key, old[1])
+        i = bisect_right(self._cost, cost)  # members [0, i) cost no more than p
+        if i and self._acc[i - 1] >= accuracy and (self._acc[i - 1], self._cost[i - 1]) != p:
+            return False, []  # the most accurate of them dominates p
+        j = bisect_left(self._cost, cost)
+        k = j  # members [j, k) cost no less and are no more accurate: p dominates them, or equals them
+        while k < len(self._acc) and self._acc[k] <= accuracy:
+            k += 1
+        gone = [self._key[m] for m in range(j, k) if (self._acc[m], self._cost[m]) != p]
+        same = [self._key[m] for m in range(j, k) if (self._acc[m], self._cost[m]) == p] + [key]
+        self._cost[j:k], self._acc[j:k], self._key[j:k] = [cost] * len(same), [accuracy] * len(same), same
+        for g in gone:
+            del self.members[g]
         self.members[key] = p
         return True, gone
+
+    def _remove(self, key: str, cost: float) -> None:
+        del self.members[key]
+        m = self._key.index(key, bisect_left(self._cost, cost))
+        del self._cost[m], self._acc[m], self._key[m]
+
+    def best_within(self, cost: float) -> str | None:
+        """The key of the most accurate member costing at most ``cost`` (None: none does)."""
+        i = bisect_right(self._cost, cost)
+        return self._key[i - 1] if i else None
 
 
 def hypervolume(points: Sequence[tuple[float, float]], ref: tuple[float, float]) -> float:

@@ -203,7 +203,7 @@ def _settings(cfg: SearchConfig, var_map: dict) -> dict:
 def search_space(cfg: SearchConfig, names: list[str]) -> dict:
     s = cfg.search
     space = distributions(names, s.keep_min, s.keep_max, s.keep_step)
-    if s.mode == "front" and s.front_targets:
+    if s.front_targets:  # front mode only (the config says so)
         space[TARGET] = target_distribution(s.keep_min)
     return space
 
@@ -211,7 +211,7 @@ def search_space(cfg: SearchConfig, names: list[str]) -> dict:
 def with_targets(cfg: SearchConfig, graph, var_map: dict[str, list[str]], points: list[dict]) -> list[dict]:
     """front_targets: each warm-start point gets, as its target, the MACs its own counts keep."""
     s = cfg.search
-    if not (s.mode == "front" and s.front_targets):
+    if not s.front_targets:
         return points
     macs = MacsModel(graph)
     full = macs({g.name: g.channels for g in graph.groups})

@@ -76,7 +76,7 @@ class SearchRecord:
         self._tagged: dict[str, bool] = {}  # run id -> the pareto tag last written
         self._retag: dict[str, bool] = {}  # run id -> pareto tag to write (pushed off the front)
         self._params_logged: set[str] = set()  # child runs whose params are written
-        self.front = Front()  # kept as trials finish: O(front) per trial
+        self.front = Front()  # kept as trials finish: O(log front) per trial
         self._load_existing()
 
     @classmethod

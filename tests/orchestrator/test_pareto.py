@@ -73,6 +73,21 @@ def test_front_kept_as_points_arrive_matches_the_batch_front():
         assert front.add(str(i), acc, cost) == (on, [])  # a retried write changes nothing
     expected = {str(i) for i in pareto_front(pts)}
     assert set(front.members) == expected == {k for k, on in tagged.items() if on}
+    assert len(front) == len(expected)
+    for limit in (0.0, 0.25, 0.55, 1.0):  # the most accurate point within a cost, as a full scan finds it
+        within = [acc for acc, cost in pts if cost <= limit]
+        best = front.best_within(limit)
+        assert (best is None) == (not within)
+        assert best is None or pts[int(best)][0] == max(within)
+
+
+def test_adding_a_key_again_with_a_new_point_replaces_its_old_point():
+    front = Front()
+    front.add("a", 0.9, 10.0)
+    front.add("b", 0.5, 5.0)
+    assert front.add("a", 0.4, 20.0) == (False, []) and set(front.members) == {"b"}
+    assert front.add("b", 0.95, 4.0) == (True, []) and front.members == {"b": (0.95, 4.0)}
+    assert front.best_within(4.5) == "b" and front.best_within(3.0) is None
 
 
 def _dominates_pt(a, b):

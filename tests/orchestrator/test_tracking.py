@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import random
 import socket
@@ -126,6 +127,25 @@ def test_the_callback_writes_in_the_background_and_drains_at_the_end(store, tmp_
     assert len(runs) == 12 and all(r.info.status == "FINISHED" for r in runs.values())
     assert lines[-1].startswith("[12/12]") and "front" in lines[-1]
     assert cb.write_seconds > 0
+
+
+def test_the_callback_freezes_the_driver_heap_every_few_hundred_trials_and_thaws_it_at_the_end(tmp_path):
+    spill = tmp_path / "s"
+    cb = TrackingCallback(
+        None, "exp", "r0", 7, {"val_accuracy": 0.9, "macs": 1e8}, spill, say=lambda _t: None, freeze_every=3
+    )
+    cb._write = lambda op, *args: None  # the MLflow side is tested above; this is about gc
+    frozen = []
+    try:
+        for i, (acc, macs) in enumerate(_points(7, seed=2)):
+            cb.on_trial_result(0, [], SimpleNamespace(trial_id=f"t{i}", config={}), {**_result(acc, macs), "final": 1})
+            frozen.append(gc.get_freeze_count())
+        assert cb.frozen == 2
+        assert frozen[1] == 0 and frozen[2] > 0 and frozen[5] >= frozen[2]  # after trials 3 and 6
+        cb.on_experiment_end([])
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.unfreeze()
 
 
 def test_writes_wait_through_an_outage_and_are_saved_when_it_lasts(monkeypatch, tmp_path):
