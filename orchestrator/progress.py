@@ -181,8 +181,13 @@ class TrackingCallback(Callback):
 
     def on_experiment_end(self, trials, **info) -> None:
         self.drain(self.drain_timeout, self.spill)
+        self.thaw()
+
+    def thaw(self) -> None:
+        """Let the driver collect the search's objects again (after the search, or when it
+        was cut short)."""
         if self.frozen:
-            gc.unfreeze()  # the search's objects may be collected again
+            gc.unfreeze()
 
     def _count(self) -> int:
         return len(self.done) + len(self.failed)

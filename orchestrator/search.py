@@ -350,6 +350,8 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
         callback.drain(30.0, callback.spill)  # what the writer thread still holds
         record.finish("KILLED")
         raise
+    finally:
+        callback.thaw()
     return _finish(cfg, record, say, tune_seconds=time.perf_counter() - t0, tune_started_at=started_at)
 
 
