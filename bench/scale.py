@@ -32,14 +32,16 @@ import ray
 from ray import tune
 
 from bench.report import machine, publish
+from orchestrator.config import SearchSection
 from orchestrator.progress import TrackingCallback
-from orchestrator.search import PrunetuneOptunaSearch
+from orchestrator.search import PrunetuneOptunaSearch, run_name, run_sizes
 from orchestrator.space import distributions
 from orchestrator.tracking import SearchRecord
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ["stage0", "stage1", "stage2"]
 CHECKPOINTS = (100, 500, 2000)
+PER_RUN = SearchSection.model_fields["trials_per_run"].default  # trials per Tune run
 
 
 def cheap_trial(config: dict) -> None:
@@ -111,7 +113,7 @@ class Untracked(TimedCallback):
         pass
 
 
-def run(n: int, tracked: bool = True) -> dict:
+def run(n: int, tracked: bool = True, per_run: int = PER_RUN) -> dict:
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     with tempfile.TemporaryDirectory() as tmp:
@@ -133,13 +135,17 @@ def run(n: int, tracked: bool = True) -> dict:
             mode=["max", "min"],
             sampler=optuna.samplers.NSGAIISampler(seed=0, population_size=50),
         )
-        tuner = tune.Tuner(
-            tune.with_resources(cheap_trial, {"cpu": 1}),
-            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=n, max_concurrent_trials=2, reuse_actors=True),
-            run_config=tune.RunConfig(name="tune", storage_path=f"{tmp}/runs", verbose=0, callbacks=[callback]),
-        )
         t0 = time.perf_counter()
-        tuner.fit()
+        for i, size in enumerate(run_sizes(n, per_run)):  # as run_search does: runs over one searcher
+            tune.Tuner(
+                tune.with_resources(cheap_trial, {"cpu": 1}),
+                tune_config=tune.TuneConfig(
+                    search_alg=searcher, num_samples=size, max_concurrent_trials=2, reuse_actors=True
+                ),
+                run_config=tune.RunConfig(
+                    name=run_name(i), storage_path=f"{tmp}/runs", verbose=0, callbacks=[callback]
+                ),
+            ).fit()
         wall = time.perf_counter() - t0
         ray.shutdown()
         t1 = time.perf_counter()  # what the driver does at the end: read the record back, final front
@@ -163,6 +169,7 @@ def run(n: int, tracked: bool = True) -> dict:
         "wall_seconds": wall,
         "final_front_seconds": finish,
         "heap_freezes": callback.frozen,
+        "trials_per_run": per_run,
         "windows": windows,
         # CPU ms per trial in each run of 100 trials: the whole curve, not three points of it
         "cpu_ms_per_100": [round(1000 * sum(callback.cpu[t] for t in b) / len(b), 2) for b in buckets],
@@ -177,6 +184,7 @@ def _spread(values: list[float]) -> str:
 
 def section(res: dict) -> str:
     runs, bare = res["runs"], res["untracked"]["windows"]
+    one = res.get("untracked_one_run", {}).get("windows", {})
     k = len(runs)
     lines = [
         "## Scale: 2,000 cheap trials",
@@ -186,18 +194,22 @@ def section(res: dict) -> str:
         "after every trial); trials are cheap (no training). Bookkeeping of a trial = time in the callback "
         "for its results (progress, front update) plus its MLflow writes (done in the callback's writer thread, "
         "each counted to its own trial), mean over the 100 trials ending at each mark; peak = the "
-        f"driver's peak resident memory by then. {k} searches, each in its own process: mean (lowest to highest).",
+        f"driver's peak resident memory by then. {k} searches, each in its own process: mean (lowest to highest). "
+        f"Like `prunetune search`, each search runs as Tune runs of {runs[0]['trials_per_run']} trials over one "
+        "searcher (`search.trials_per_run`): Tune keeps every trial of a run in the driver.",
         "",
         "| trials | bookkeeping per trial: CPU ms | wall ms | driver peak RSS (MiB) | "
-        "peak RSS without the MLflow writes (MiB) | prunetune's own state (MiB) |",
-        "|---|---|---|---|---|---|",
+        "peak RSS without the MLflow writes (MiB) | the same, all trials in one Tune run (MiB) | "
+        "prunetune's own state (MiB) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for end in runs[0]["windows"]:
         ws = [r["windows"][end] for r in runs if end in r["windows"]]
-        alone = bare.get(end, {}).get("peak_rss_mib")
+        alone, single = bare.get(end, {}).get("peak_rss_mib"), one.get(end, {}).get("peak_rss_mib")
         lines.append(
             f"| {end} | {_spread([w['cpu_ms_per_trial'] for w in ws])} | {_spread([w['ms_per_trial'] for w in ws])} | "
             f"{_spread([w['peak_rss_mib'] for w in ws])} | {'-' if alone is None else f'{alone:.0f}'} | "
+            f"{'-' if single is None else f'{single:.0f}'} | "
             f"{statistics.mean(w['prunetune_state_mib'] for w in ws):.2f} |"
         )
     growth = [r["windows"]["2000"]["cpu_ms_per_trial"] / r["windows"]["500"]["cpu_ms_per_trial"] - 1 for r in runs]
@@ -224,9 +236,19 @@ def section(res: dict) -> str:
     return "\n".join(lines)
 
 
-def _one(trials: int, variant: str) -> dict:
+def _one(trials: int, variant: str, per_run: int) -> dict:
     out = subprocess.run(
-        [sys.executable, "-m", "bench.scale", "--trials", str(trials), "--one", variant],
+        [
+            sys.executable,
+            "-m",
+            "bench.scale",
+            "--trials",
+            str(trials),
+            "--one",
+            variant,
+            "--trials-per-run",
+            str(per_run),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -239,14 +261,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--trials", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=3, help="tracked searches (the machine is noisy)")
+    parser.add_argument(
+        "--trials-per-run", type=int, default=PER_RUN, help="trials per Tune run (search.trials_per_run)"
+    )
     parser.add_argument("--one", choices=["tracked", "untracked"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:  # one search in this process (peak RSS is per process): print its figures
-        print("RESULT " + json.dumps(run(args.trials, tracked=args.one == "tracked")))
+        print("RESULT " + json.dumps(run(args.trials, tracked=args.one == "tracked", per_run=args.trials_per_run)))
         return
     res = {"machine": machine(), "date": time.strftime("%Y-%m-%d")}
-    res["runs"] = [_one(args.trials, "tracked") for _ in range(args.repeats)]
-    res["untracked"] = _one(args.trials, "untracked")
+    res["runs"] = [_one(args.trials, "tracked", args.trials_per_run) for _ in range(args.repeats)]
+    res["untracked"] = _one(args.trials, "untracked", args.trials_per_run)
+    res["untracked_one_run"] = _one(args.trials, "untracked", args.trials)  # all trials in one Tune run
     publish("scale", res, section(res))
 
 

@@ -85,6 +85,9 @@ class SearchSection(_Strict):
     # per-layer ratios onto it, so that the trials spread over the whole MACs range (per-layer
     # ratios drawn independently average out to middling MACs: bench/search_quality.py)
     front_targets: bool = False
+    # a longer search runs as successive Tune runs over one Optuna study: Tune keeps every
+    # trial of a run in the driver (tens of KB each), so this bounds the driver's memory
+    trials_per_run: int = Field(500, ge=1)
     seed: int = 0
 
     @model_validator(mode="after")

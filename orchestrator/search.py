@@ -54,10 +54,18 @@ class PrunetuneOptunaSearch(OptunaSearch):
     and ends normally, so Ray does not retry it; retries are for lost nodes.
     """
 
+    restored: PrunetuneOptunaSearch | None = None  # the searcher Tune last restored from a snapshot
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if result and (result.get("trial_failed") or not result.get("final")):
             result, error = None, True
         super().on_trial_complete(trial_id, result=result, error=error)
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Tune restores a resumed run's searcher inside ``Tuner.fit``; the search's next
+        run goes on with this one (its study holds every trial so far)."""
+        super().restore(checkpoint_path)
+        PrunetuneOptunaSearch.restored = self
 
 
 def _trainable(
@@ -222,6 +230,15 @@ def with_targets(cfg: SearchConfig, graph, var_map: dict[str, list[str]], points
     return out
 
 
+def run_sizes(num_trials: int, per_run: int) -> list[int]:
+    """The trials of each Tune run of a search."""
+    return [min(per_run, num_trials - i) for i in range(0, num_trials, per_run)]
+
+
+def run_name(i: int) -> str:
+    return "tune" if i == 0 else f"tune-{i}"
+
+
 def _warm_levels(s) -> list[float]:
     """The uniform warm-start levels worth a trial: in budget mode every uniform point is
     scaled onto the same MACs target, so one of them stands for all."""
@@ -307,15 +324,10 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
         ),
         {"cpu": cfg.trial.cpu, "gpu": cfg.trial.gpu},
     )
-    experiment = f"{tune_storage}/tune"
-    if resume and tune.Tuner.can_restore(experiment):
-        say(f"resuming the search stored at {experiment}")
-        tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=True)
-    else:
-        if resume:
-            say(f"nothing to resume at {experiment}: starting a new search")
-        metric, mode = (["val_accuracy", "macs"], ["max", "min"]) if s.mode == "front" else ("val_accuracy", "max")
-        searcher = PrunetuneOptunaSearch(
+    metric, mode = (["val_accuracy", "macs"], ["max", "min"]) if s.mode == "front" else ("val_accuracy", "max")
+
+    def new_searcher() -> PrunetuneOptunaSearch:
+        return PrunetuneOptunaSearch(
             space=search_space(cfg, names),
             metric=metric,
             mode=mode,
@@ -330,28 +342,55 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
                 )
             ),
         )
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(
-                search_alg=searcher, num_samples=s.num_trials, max_concurrent_trials=s.max_concurrent, reuse_actors=True
-            ),
-            run_config=tune.RunConfig(
-                name="tune",
-                storage_path=tune_storage,
-                verbose=0,
-                callbacks=[callback],
-                failure_config=tune.FailureConfig(max_failures=cfg.trial.max_failures),
-            ),
+
+    # Tune keeps every trial of a run in the driver, so a long search is split into runs
+    # of at most trials_per_run trials over one searcher (one Optuna study): "tune",
+    # "tune-1", ... A run starts only when the one before it has finished, so a resumed
+    # search restores the last run Tune holds a snapshot of (its searcher's study holds
+    # every trial so far) and goes on from there.
+    sizes = run_sizes(s.num_trials, s.trials_per_run)
+    first, searcher = 0, None
+    if resume:
+        first = max(
+            (i for i in range(len(sizes)) if tune.Tuner.can_restore(f"{tune_storage}/{run_name(i)}")), default=0
         )
     t0, started_at = time.perf_counter(), time.time()
-    try:
-        tuner.fit()
-    except KeyboardInterrupt:
-        callback.drain(30.0, callback.spill)  # what the writer thread still holds
-        record.finish("KILLED")
-        raise
-    finally:
-        callback.thaw()
+    for i in range(first, len(sizes)):
+        experiment = f"{tune_storage}/{run_name(i)}"
+        restoring = resume and i == first and tune.Tuner.can_restore(experiment)
+        if restoring:
+            say(f"resuming the search stored at {experiment}")
+            PrunetuneOptunaSearch.restored = None
+            tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=True)
+        else:
+            if resume and i == first:  # no run has a snapshot (first is 0)
+                say(f"nothing to resume at {experiment}: starting a new search")
+            searcher = searcher or new_searcher()
+            tuner = tune.Tuner(
+                trainable,
+                tune_config=tune.TuneConfig(
+                    search_alg=searcher, num_samples=sizes[i], max_concurrent_trials=s.max_concurrent, reuse_actors=True
+                ),
+                run_config=tune.RunConfig(
+                    name=run_name(i),
+                    storage_path=tune_storage,
+                    verbose=0,
+                    callbacks=[callback],
+                    failure_config=tune.FailureConfig(max_failures=cfg.trial.max_failures),
+                ),
+            )
+        try:
+            tuner.fit()
+        except KeyboardInterrupt:
+            callback.drain(30.0, callback.spill)  # what the writer thread still holds
+            record.finish("KILLED")
+            raise
+        finally:
+            callback.thaw()
+        if restoring:
+            searcher = PrunetuneOptunaSearch.restored
+            if searcher is None and i + 1 < len(sizes):
+                say(f"no searcher state in {experiment}: the next run starts a new study")
     return _finish(cfg, record, say, tune_seconds=time.perf_counter() - t0, tune_started_at=started_at)
 
 

@@ -127,24 +127,25 @@ def test_an_mlflow_outage_mid_search_loses_no_result(tmp_path, three_nodes):
 
 
 def test_resume_after_the_driver_is_killed_repeats_and_duplicates_nothing(tmp_path, mlflow_server, three_nodes):
-    """The driver is SIGKILLed mid-search; `--resume` finishes it. Tune's state lives at a
-    storage URI (file:// here; s3:// on a cluster), not in the driver's directory."""
+    """The driver is SIGKILLed mid-search, in the second of its Tune runs (trials_per_run
+    3: runs of 3, 3 and 2 trials); `--resume` finishes it. Tune's state lives at a storage
+    URI (file:// here; s3:// on a cluster), not in the driver's directory."""
     data = _config(
         tmp_path,
         "it-resume",
         mlflow_server,
         three_nodes["address"],
-        search={"num_trials": 8, "max_concurrent": 1},
+        search={"num_trials": 8, "max_concurrent": 1, "trials_per_run": 3},
         trial={"steps": 12},
     )
     data["storage"] = f"file://{tmp_path}/shared"
     proc = _start(tmp_path, three_nodes, data)
-    wait_for_finished(mlflow_server, "it-resume", 2, proc)
+    wait_for_finished(mlflow_server, "it-resume", 4, proc)
     proc.send_signal(signal.SIGKILL)  # the driver dies without a chance to save anything
     out, _ = proc.communicate(timeout=180)
     first = {c.data.tags["prunetune.trial_id"]: c.info.run_id for c in finished_children(mlflow_server, "it-resume")}
-    assert 2 <= len(first) < 8, out
-    assert (tmp_path / "shared" / "it-resume" / "tune").is_dir()  # Tune's snapshot is at the URI
+    assert 4 <= len(first) < 8, out
+    assert (tmp_path / "shared" / "it-resume" / "tune-1").is_dir()  # Tune's snapshots are at the URI
 
     done = subprocess.run(
         [PRUNETUNE, "search", str(tmp_path / "it-resume.yaml"), "--resume"],
@@ -156,6 +157,7 @@ def test_resume_after_the_driver_is_killed_repeats_and_duplicates_nothing(tmp_pa
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "resuming the search stored at file://" in done.stdout
+    assert any(f"/it-resume/tune-{i}" in done.stdout for i in (1, 2))  # the run it was in, not the first
     client, parents, children = _runs(mlflow_server, "it-resume")
     ids = [c.data.tags["prunetune.trial_id"] for c in children]
     assert len(parents) == 1 and len(ids) == len(set(ids)) == 8

@@ -141,3 +141,29 @@ def test_front_targets_put_each_trial_at_its_sampled_macs(tmp_path, mlflow_serve
     for c, target in zip(children, targets):
         assert abs(c.data.metrics["macs_ratio"] - target) <= 0.02, (target, c.data.metrics["macs_ratio"])
     assert 0 < parents[0].data.metrics["front_hypervolume"] < 1
+
+
+def test_a_long_search_runs_as_successive_tune_runs_over_one_study(tmp_path, mlflow_server, ray_cluster):
+    """trials_per_run 2: five trials run as Tune runs of 2, 2 and 1 (the driver never holds
+    more than one run's trials); the searcher goes on across them, so the warm start runs
+    once, and a resumed search restores the last run instead of running any trial again."""
+    data = _config(
+        tmp_path,
+        "it-runs",
+        mlflow_server,
+        ray_cluster["address"],
+        search={"num_trials": 5, "trials_per_run": 2, "sampler": "tpe"},
+    )
+    done = _search(tmp_path, ray_cluster, data)
+    assert "[5/5]" in done.stdout
+    assert sorted(p.name for p in (tmp_path / "runs" / "it-runs").glob("tune*")) == ["tune", "tune-1", "tune-2"]
+    _, _, children = _runs(mlflow_server, "it-runs")
+    ids = {c.data.tags["prunetune.trial_id"] for c in children}
+    assert len(children) == len(ids) == 5
+    values = [set(c.data.params.values()) for c in children]
+    assert values.count({"0.5"}) == values.count({"1.0"}) == 1  # the warm start ran once, in the first run
+
+    again = _search(tmp_path, ray_cluster, data, "--resume")
+    assert "resuming the search stored at" in again.stdout and "tune-2" in again.stdout
+    _, parents, children = _runs(mlflow_server, "it-runs")
+    assert len(parents) == 1 and {c.data.tags["prunetune.trial_id"] for c in children} == ids
