@@ -1,12 +1,11 @@
 """The search: Ray Tune runs trials, Optuna proposes them, the driver records them.
 
-The Ray side is deliberately thin: ``_trainable`` turns a sampled config into a
-``trials.TrialConfig`` and forwards ``run_trial``'s reports to ``tune.report``.
+The Ray side is deliberately thin: ``orchestrator.trainable.trainable`` turns a sampled
+config into a ``trials.TrialConfig`` and forwards ``run_trial``'s reports to ``tune.report``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -32,17 +31,18 @@ from orchestrator.space import (
     warm_start_points,
 )
 from orchestrator.tracking import SearchRecord
+from orchestrator.trainable import trainable as trainable_fn
 from trials.adapruner import allocate
 from trials.baseline import ModelInfo, load_model, read_scores, save_checkpoint, train_baseline
 from trials.budget import MacsModel
 from trials.cost import count_cost
-from trials.data import DataConfig, load_train_val
-from trials.errors import TrialFailed, UserError
+from trials.data import load_train_val
+from trials.errors import UserError
 from trials.groups import build_graph
 from trials.regularizers import bn_sparsity, make_regularizer, threshold_spec
 from trials.spec import ChannelSpec
 from trials.train import FinetuneConfig, evaluate
-from trials.trial import TrialConfig, resolve_device, run_trial
+from trials.trial import resolve_device
 
 log = logging.getLogger("prunetune")
 
@@ -66,41 +66,6 @@ class PrunetuneOptunaSearch(OptunaSearch):
         run goes on with this one (its study holds every trial so far)."""
         super().restore(checkpoint_path)
         PrunetuneOptunaSearch.restored = self
-
-
-def _trainable(
-    config: dict, baseline_state: dict | None = None, settings: dict | None = None, scores: dict | None = None
-) -> None:
-    s = settings
-    recorded = s.get("recorded", {}).get(tune.get_context().get_trial_id())
-    if recorded is not None:  # finished before the driver died, after Tune's last snapshot
-        tune.report({**recorded, "final": 1, "replayed": 1})
-        return
-    tc = TrialConfig(
-        arch=s["arch"],
-        baseline=baseline_state,
-        data=DataConfig(**s["data"]),
-        keep=group_ratios(config, s["variables"]),
-        round_to=s["round_to"],
-        macs_target=config.get(TARGET, s["macs_target"]),  # front_targets: sampled per trial
-        keep_min=s["keep_min"],
-        keep_max=s["keep_max"],
-        learned_scores=scores,
-        device=s["device"],
-        **s["trial"],
-    )
-    try:
-        result = run_trial(tc, report=tune.report)
-    except (TrialFailed, UserError) as exc:
-        tune.report({"trial_failed": 1, "final": 1, "error": f"{type(exc).__name__}: {exc}"})
-        return
-    result.pop("state_dict")
-    result.pop("regularizer_history", None)
-    result["spec_json"] = json.dumps(result.pop("spec"), sort_keys=True)
-    if "criterion_scores" in result:
-        result["criterion_scores"] = json.dumps(result["criterion_scores"], sort_keys=True)
-    result["node_id"] = ray.get_runtime_context().get_node_id()
-    tune.report({**result, "final": 1})
 
 
 def _sampler(cfg: SearchConfig) -> optuna.samplers.BaseSampler:
@@ -317,7 +282,7 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
         }
     trainable = tune.with_resources(
         tune.with_parameters(
-            _trainable,
+            trainable_fn,
             baseline_state=state,
             settings=settings,
             scores={k: v.tolist() for k, v in base.scores.items()} or None,
