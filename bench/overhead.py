@@ -2,17 +2,20 @@
 
 A local 3-node Ray cluster (a head that only schedules, two 1-CPU worker nodes: two
 trial slots), token authentication on; a real `prunetune search` of trials with fixed
-work (a ResNet-20 fine-tune of a fixed number of steps on the digits data, about 30 s
-each on one core), recorded into a local MLflow store. Busy share = sum of the trials'
+work, recorded into a local MLflow store. A trial is a ResNet-20 fine-tune of a fixed
+number of steps on the digits data, about 30 s on one core; in budget mode (the target
+setting) every trial's network has the same MACs (0.5x, within 1%), so the work is fixed.
+A front-mode search beside it shows what uneven trials cost: its trials' MACs, and so
+their times, follow the sampled keep ratios. Busy share = sum of the trials'
 own wall time (``trial_seconds``: data, pruning, fine-tune, evaluation) / (slots x Tune's
 wall time, ``tune_seconds``). Target: >= 95%. The rest is split into the gap between
 two trials on a slot (result handling, the driver's MLflow writes, the next config), a
 slot's start (Tune's start to its first trial's code: placement, worker process,
 imports, the baseline fetch) and its end: idle while the other slot runs its last trial
-(the steps are fixed, but a trial's time follows its pruned network's size), then
-Tune's shutdown.
+(trials of different lengths), then Tune's shutdown.
 Results: bench/results/overhead.json and docs/benchmarks.md.
-Run: `python -m bench.overhead` (about 12 min: searches of 10 and 30 trials).
+Run: `python -m bench.overhead` (about 15 min: budget searches of 10 and 30 trials, a
+front search of 10).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PRUNETUNE = str(Path(sys.executable).parent / "prunetune")
 
 
-def run(trials: int, steps: int) -> dict:
+def run(mode: str, trials: int, steps: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp, LocalCluster(workers=2, cpus_per_worker=1, head_cpus=0) as cluster:
         uri = f"sqlite:///{tmp}/mlflow.db"
         cfg = {
@@ -43,7 +46,13 @@ def run(trials: int, steps: int) -> dict:
             "model": {"arch": "resnet20"},
             "data": {"name": "digits"},
             "baseline": {"epochs": 1},
-            "search": {"granularity": "stage", "num_trials": trials, "max_concurrent": 2, "warm_start": [0.5]},
+            "search": {
+                "granularity": "stage",
+                "num_trials": trials,
+                "max_concurrent": 2,
+                "warm_start": [0.5],
+                **({"mode": "budget", "macs_target": 0.5} if mode == "budget" else {"mode": "front"}),
+            },
             "trial": {"steps": steps, "batch_size": 64, "adaptive_bn_batches": 2, "cpu": 1},
             "tracking": {"uri": uri},
             "cluster": {"address": cluster.address},
@@ -85,6 +94,7 @@ def run(trials: int, steps: int) -> dict:
             ends.append(began + tune - mine[-1]["started_at"] - mine[-1]["trial_seconds"])  # last trial to Tune's end
         between = sum(gaps) / (slots * tune)
         return {
+            "mode": mode,
             "trials": trials,
             "steps": steps,
             "mean_trial_seconds": sum(secs) / len(secs),
@@ -120,10 +130,11 @@ def section(res: dict) -> str:
             "",
             f"`python -m bench.overhead` on {res['machine']}, {res['date']}: a local Ray cluster of a head and two "
             f"1-CPU worker nodes (two trial slots, token auth), searches of trials of fixed work ({r0['steps']} "
-            f"fine-tune steps of a ResNet-20 on the digits data, {r0['mean_trial_seconds']:.1f} s each on average), "
+            "fine-tune steps of a ResNet-20 on the digits data; in budget mode every trial's network has 0.5x the "
+            "baseline's MACs, within 1%), "
             "MLflow in a local store. The head, the driver and both slots share the machine's 2 cores.",
             "",
-            "| figure | " + " | ".join(f"{r['trials']} trials" for r in rs) + " |",
+            "| figure | " + " | ".join(f"{r['trials']} trials, {r['mode']} mode" for r in rs) + " |",
             "|---|" + "---|" * len(rs),
             row(
                 "**busy share**: sum of trial time / (2 slots x Tune wall time), target 95%",
@@ -165,11 +176,13 @@ def section(res: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--trials", type=int, nargs="+", default=[10, 30])
-    parser.add_argument("--steps", type=int, default=120)
+    parser.add_argument(
+        "--runs", nargs="+", default=["budget:10", "budget:30", "front:10"], help="searches to run, MODE:TRIALS"
+    )
+    parser.add_argument("--steps", type=int, default=150)
     args = parser.parse_args()
     res = {
-        "results": [run(n, args.steps) for n in args.trials],
+        "results": [run(m, int(n), args.steps) for m, n in (r.split(":") for r in args.runs)],
         "machine": machine(),
         "date": time.strftime("%Y-%m-%d"),
     }

@@ -30,7 +30,7 @@ from orchestrator.space import (
     variables,
     warm_start_points,
 )
-from orchestrator.tracking import SearchRecord
+from orchestrator.tracking import SearchRecord, stored_config
 from orchestrator.trainable import trainable as trainable_fn
 from trials.adapruner import allocate
 from trials.baseline import ModelInfo, load_model, read_scores, save_checkpoint, train_baseline
@@ -238,6 +238,44 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
+# What may differ between a search and its --resume: where it runs and records, and the
+# trials' resources. Anything else would change what the stored trials mean.
+RESUMABLE = (
+    "cluster.",
+    "tracking.",
+    "trial.cpu",
+    "trial.gpu",
+    "trial.device",
+    "trial.max_failures",
+    "data.root",
+    "data.num_workers",
+)
+
+
+def resume_changes(stored: dict[str, str], flat: dict) -> list[str]:
+    """The settings of ``flat`` that differ from a stored search's params (as MLflow holds
+    them: strings), other than those a resume may change."""
+    return [
+        f"{k} {stored[k]} -> {v}"
+        for k, v in flat.items()
+        if k in stored and not k.startswith(RESUMABLE) and stored[k] != str(v)[:6000]
+    ]
+
+
+def check_resume(cfg: SearchConfig) -> None:
+    """Refuse to resume a search under a config it did not start with (exit 2), before
+    any baseline is trained or cluster joined."""
+    stored = stored_config(cfg.tracking.uri, cfg.name, cfg.storage_uri())
+    changes = resume_changes(stored or {}, _flat(cfg.model_dump(mode="json")))
+    if changes:
+        raise UserError(
+            f"--resume: the config differs from the one the search stored at {cfg.storage_uri()} started with: "
+            + "; ".join(changes)
+            + ". A resumed search runs its own config (only cluster, tracking, the trials' resources and "
+            "data.root may change); to change it, start a new search (another name or storage)"
+        )
+
+
 def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[dict]:
     """Run (or resume) a search; returns the ranked rows of its finished trials."""
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # failure reports carry no metrics
@@ -247,6 +285,8 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")  # snapshot often: a killed driver loses little
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    if resume:
+        check_resume(cfg)
     storage = cfg.storage_dir()
     storage.mkdir(parents=True, exist_ok=True)
     tune_storage = cfg.storage_uri()

@@ -63,6 +63,26 @@ def rows_to_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
+def _stored_search(client: MlflowClient, exp_id: str, storage: str):
+    """The newest search run recorded for ``storage`` (what ``--resume`` goes on with)."""
+    runs = client.search_runs(
+        [exp_id],
+        f"tags.`{ROLE}` = 'search' and tags.`prunetune.storage` = '{storage}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0] if runs else None
+
+
+def stored_config(uri: str | None, experiment: str, storage: str) -> dict[str, str] | None:
+    """The flattened config a search stored at ``storage`` was started with (its parent
+    run's params), or None when MLflow holds no such search."""
+    client = client_for(uri)
+    exp = client.get_experiment_by_name(experiment)
+    found = _stored_search(client, exp.experiment_id, storage) if exp else None
+    return dict(found.data.params) if found else None
+
+
 class SearchRecord:
     """Writes one search into MLflow: parent run, child runs, front artifacts."""
 
@@ -86,15 +106,10 @@ class SearchRecord:
         exp = client.get_experiment_by_name(experiment)
         exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
         if resume:
-            runs = client.search_runs(
-                [exp_id],
-                f"tags.`{ROLE}` = 'search' and tags.`prunetune.storage` = '{storage}'",
-                order_by=["attributes.start_time DESC"],
-                max_results=1,
-            )
-            if runs:
-                client.update_run(runs[0].info.run_id, status="RUNNING")
-                return cls(uri, experiment, runs[0].info.run_id)
+            found = _stored_search(client, exp_id, storage)
+            if found:
+                client.update_run(found.info.run_id, status="RUNNING")
+                return cls(uri, experiment, found.info.run_id)
         run = client.create_run(
             exp_id,
             run_name=f"search-{time.strftime('%Y%m%d-%H%M%S')}",

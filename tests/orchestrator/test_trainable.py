@@ -5,7 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
-DRIVER_ONLY = ("mlflow", "plotly", "matplotlib", "orchestrator.search", "orchestrator.tracking", "orchestrator.progress")
+DRIVER_ONLY = (
+    "mlflow",
+    "plotly",
+    "matplotlib",
+    "orchestrator.search",
+    "orchestrator.tracking",
+    "orchestrator.progress",
+)
 
 
 def test_a_trial_worker_imports_none_of_the_drivers_stack():
