@@ -30,7 +30,7 @@ from orchestrator.space import (
     variables,
     warm_start_points,
 )
-from orchestrator.tracking import SearchRecord, stored_config
+from orchestrator.tracking import SearchRecord, param_value, stored_config
 from orchestrator.trainable import trainable as trainable_fn
 from trials.adapruner import allocate
 from trials.baseline import ModelInfo, load_model, read_scores, save_checkpoint, train_baseline
@@ -258,7 +258,7 @@ def resume_changes(stored: dict[str, str], flat: dict) -> list[str]:
     return [
         f"{k} {stored[k]} -> {v}"
         for k, v in flat.items()
-        if k in stored and not k.startswith(RESUMABLE) and stored[k] != str(v)[:6000]
+        if k in stored and not k.startswith(RESUMABLE) and stored[k] != param_value(v)
     ]
 
 
@@ -354,15 +354,12 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
     # search restores the last run Tune holds a snapshot of (its searcher's study holds
     # every trial so far) and goes on from there.
     sizes = run_sizes(s.num_trials, s.trials_per_run)
-    first, searcher = 0, None
-    if resume:
-        first = max(
-            (i for i in range(len(sizes)) if tune.Tuner.can_restore(f"{tune_storage}/{run_name(i)}")), default=0
-        )
+    restorable = [i for i in range(len(sizes)) if resume and tune.Tuner.can_restore(f"{tune_storage}/{run_name(i)}")]
+    first, searcher = max(restorable, default=0), None
     t0, started_at = time.perf_counter(), time.time()
     for i in range(first, len(sizes)):
         experiment = f"{tune_storage}/{run_name(i)}"
-        restoring = resume and i == first and tune.Tuner.can_restore(experiment)
+        restoring = i == first and bool(restorable)
         if restoring:
             say(f"resuming the search stored at {experiment}")
             PrunetuneOptunaSearch.restored = None

@@ -63,6 +63,11 @@ def rows_to_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
+def param_value(value) -> str:
+    """A config value as the search's parent run stores it (MLflow caps a param at 6,000 characters)."""
+    return str(value)[:6000]
+
+
 def _stored_search(client: MlflowClient, exp_id: str, storage: str):
     """The newest search run recorded for ``storage`` (what ``--resume`` goes on with)."""
     runs = client.search_runs(
@@ -138,7 +143,7 @@ class SearchRecord:
     # -- the parent run -------------------------------------------------------------
     def log_config(self, resolved_yaml: str, flat: dict) -> None:
         self.client.log_text(self.parent_run_id, resolved_yaml, "config.yaml")
-        params = [Param(k, str(v)[:6000]) for k, v in flat.items()]
+        params = [Param(k, param_value(v)) for k, v in flat.items()]
         existing = self.client.get_run(self.parent_run_id).data.params
         params = [p for p in params if p.key not in existing]
         for chunk in _chunks(params):
