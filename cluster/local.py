@@ -46,21 +46,33 @@ def _pgrep(pattern: str) -> set[int]:
     return {int(p) for p in found if int(p) != os.getpid()}
 
 
-def processes_of(pattern: str) -> set[int]:
-    """Processes whose command line matches ``pattern``, and the Ray workers and agents of
-    any raylet among them (they carry the raylet's pid in RAY_RAYLET_PID)."""
-    pids = _pgrep(pattern)
-    raylets = set()
+def _raylets(pids: set[int]) -> set[int]:
+    found = set()
     for p in pids:
         try:
             if b"raylet/raylet" in Path(f"/proc/{p}/cmdline").read_bytes():
-                raylets.add(p)
+                found.add(p)
         except OSError:
             continue
+    return found
+
+
+def node_processes(raylets: set[int]) -> set[int]:
+    """The given raylets and the Ray workers and agents they started (which carry their
+    raylet's pid in RAY_RAYLET_PID)."""
     marks = {f"RAY_RAYLET_PID={r}".encode() for r in raylets}
-    if marks:
-        pids |= {int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit() and _environ_has(int(d.name), marks)}
-    return pids
+    if not marks:
+        return set(raylets)
+    return set(raylets) | {
+        int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit() and _environ_has(int(d.name), marks)
+    }
+
+
+def processes_of(pattern: str) -> set[int]:
+    """Processes whose command line matches ``pattern``, and the Ray workers and agents of
+    any raylet among them."""
+    pids = _pgrep(pattern)
+    return pids | node_processes(_raylets(pids))
 
 
 def terminate(pids: set[int], grace: float = 10.0) -> None:
@@ -111,6 +123,7 @@ class LocalCluster:
         self.dashboard_port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.dashboard_address = f"http://127.0.0.1:{self.dashboard_port}"
+        self.worker_raylets: dict[int, int] = {}  # worker node i -> the pid of its raylet
 
     def _ray_start(self, *args: str) -> None:
         # Every node gets its own agent and metrics ports: the defaults (52365, ...) are fixed,
@@ -153,16 +166,23 @@ class LocalCluster:
         return self
 
     def add_worker(self, i: int) -> None:
+        before = _raylets(_pgrep(str(self.temp_dir)))
         self._ray_start(
             f"--address={self.address}",
             f"--num-cpus={self.cpus_per_worker}",
             "--num-gpus=0",
             f"--resources={json.dumps({f'prunetune_worker_{i}': 1})}",
         )
+        new = _raylets(_pgrep(str(self.temp_dir))) - before
+        if len(new) != 1:
+            raise RuntimeError(f"worker node {i}: expected one new raylet of this cluster, found {sorted(new)}")
+        self.worker_raylets[i] = new.pop()
 
     def kill_worker(self, i: int) -> int:
-        """Kill worker node ``i`` at once (raylet, its workers and agents), as a lost machine."""
-        pids = processes_of(f"prunetune_worker_{i}")
+        """Kill worker node ``i`` of this cluster at once (its raylet, its workers and
+        agents), as a lost machine. Found by the raylet's pid recorded when the node
+        started, so no other node and no other cluster on the machine is touched."""
+        pids = node_processes({self.worker_raylets[i]})
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)

@@ -10,6 +10,10 @@ from collections.abc import Callable
 
 from trials.errors import UserError
 
+EXIT_BAD_INPUT = 2  # a bad config, argument, checkpoint or address: nothing was run
+EXIT_OUTAGE = 3  # MLflow unreachable at the end of a search: results saved, `prunetune sync` writes them
+EXIT_STOPPED = 130  # stopped by Ctrl-C (128 + SIGINT), state saved for --resume
+
 
 def _inspect(args: argparse.Namespace) -> int:
     from trials.cost import count_cost
@@ -96,14 +100,30 @@ def _search(args: argparse.Namespace) -> int:
     if args.tracking_uri:
         overrides.append(f"tracking.uri={args.tracking_uri}")
     cfg = load_config(args.config, overrides)
-    from orchestrator.search import run_search
+    from orchestrator.search import SearchStopped, TrackingOutage, run_search
 
-    rows = run_search(cfg, resume=args.resume)
+    try:
+        rows = run_search(cfg, resume=args.resume)
+    except (SearchStopped, KeyboardInterrupt):
+        print(f"\nstopped. Go on with: prunetune search {args.config} --resume", file=sys.stderr)
+        return EXIT_STOPPED
+    except TrackingOutage as exc:
+        print(f"prunetune: tracking outage: {exc}", file=sys.stderr)
+        return EXIT_OUTAGE
     front = [r for r in rows if r["pareto"]]
     print(f"\nPareto front of '{cfg.name}' ({len(front)} of {len(rows)} finished trials):")
     print(format_rows(front))
-    uri = cfg.tracking.uri or "sqlite:///mlflow.db"
-    print(f"\nSee it in the MLflow UI: mlflow ui --backend-store-uri {uri}")
+    from orchestrator.tracking import resolve_uri
+
+    print(f"\nSee it in the MLflow UI: mlflow ui --backend-store-uri {resolve_uri(cfg.tracking.uri)}")
+    return 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    """Write what a search saved while MLflow was unreachable."""
+    from orchestrator.search import sync
+
+    sync(args.name, args.storage, args.tracking_uri)
     return 0
 
 
@@ -125,7 +145,7 @@ def _pareto(args: argparse.Namespace) -> int:
     from orchestrator.progress import format_rows
     from orchestrator.tracking import read_front, rows_to_csv
 
-    rows, baseline = read_front(args.tracking_uri, args.experiment)
+    rows, baseline = read_front(args.tracking_uri, args.experiment, say=lambda t: print(t, file=sys.stderr))
     front = rows if args.all else [r for r in rows if r["pareto"]]
     if args.format == "json":
         print(json.dumps({"baseline": baseline, "trials": front}, indent=2))
@@ -134,16 +154,21 @@ def _pareto(args: argparse.Namespace) -> int:
     else:
         print(format_rows(front))
     if args.plot:
+        from pathlib import Path
+
         from orchestrator.plots import write_html, write_png
 
-        writer = write_html if args.plot.endswith(".html") else write_png
-        writer(rows, args.plot, f"{args.experiment}: MACs against val accuracy", baseline)
+        plot = Path(args.plot)
+        plot.parent.mkdir(parents=True, exist_ok=True)
+        writer = write_html if plot.suffix == ".html" else write_png
+        writer(rows, plot, f"{args.experiment}: MACs against val accuracy", baseline)
+        print(f"plot written to {plot.resolve()}", file=sys.stderr)
     return 0
 
 
 def _promote(args: argparse.Namespace) -> int:
+    from cluster.connect import connect
     from orchestrator.promote import PromoteOptions, promote
-    from orchestrator.search import connect
 
     if args.epochs < 1 or args.workers < 1:
         raise UserError("--epochs and --workers must be at least 1")
@@ -214,6 +239,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: sqlite:///mlflow.db)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted search")
     p.set_defaults(func=_search)
+
+    p = sub.add_parser("sync", help="write to MLflow what a search saved while MLflow was unreachable")
+    p.add_argument("name", help="the search's name (its config's name)")
+    p.add_argument("--storage", default="runs", help="the search's storage folder (default: runs)")
+    p.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)",
+    )
+    p.set_defaults(func=_sync)
 
     p = sub.add_parser("prune", help="prune by one method's allocation (no search), fine-tune, log one MLflow run")
     p.add_argument("config")
@@ -293,7 +328,10 @@ def main(argv: list[str] | None = None) -> int:
         return func(args)
     except UserError as exc:
         print(f"prunetune: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("\nprunetune: stopped", file=sys.stderr)
+        return EXIT_STOPPED
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ the inside of prunetune never re-checks a config.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -23,7 +24,7 @@ STORAGE_SCHEMES = ("s3", "gs", "gcs", "hdfs", "abfs", "abfss", "file")  # what p
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ModelSection(_Strict):
@@ -33,19 +34,19 @@ class ModelSection(_Strict):
 class DataSection(_Strict):
     name: Literal[DATASETS] = "digits"  # type: ignore[valid-type]
     root: str | None = None
-    image_size: int | None = Field(None, ge=8)
+    image_size: int | None = Field(None, ge=8, le=4096)
     val_fraction: float = Field(0.1, gt=0, lt=1)
     # < 1: search on a share of the training split (a proxy setting; the val split is unchanged)
     train_fraction: float = Field(1.0, gt=0, le=1)
-    seed: int = 0
-    num_workers: int = Field(4, ge=0)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    num_workers: int = Field(4, ge=0, le=256)
 
 
 class BaselineSection(_Strict):
     path: str | None = None  # a checkpoint; trained (and saved under storage) when absent
-    epochs: float = Field(15, gt=0)
+    epochs: float = Field(15, gt=0, le=10_000)
     lr: float = Field(0.1, gt=0)
-    batch_size: int = Field(128, ge=1)
+    batch_size: int = Field(128, ge=1, le=65_536)
     # Train the baseline so that it prunes well (with a path: train on from that checkpoint):
     # dafp (L1 on BN scales steered to target_sparsity), ffr (feature flow), paam (learned scores).
     regularizer: Literal[REGULARIZERS] = "none"  # type: ignore[valid-type]
@@ -72,11 +73,11 @@ class SearchSection(_Strict):
     keep_min: float = Field(0.25, gt=0, le=1)
     keep_max: float = Field(1.0, gt=0, le=1)
     keep_step: float = Field(0.05, gt=0, le=1)
-    round_to: int = Field(1, ge=1)
+    round_to: int = Field(1, ge=1, le=1024)
     sampler: Literal["nsga2", "tpe", "random"] = "nsga2"
-    population_size: int | None = Field(None, ge=2)  # NSGA-II; default from num_trials
-    num_trials: int = Field(16, ge=1)
-    max_concurrent: int = Field(2, ge=1)
+    population_size: int | None = Field(None, ge=2, le=100_000)  # NSGA-II; default from num_trials
+    num_trials: int = Field(16, ge=1, le=1_000_000)
+    max_concurrent: int = Field(2, ge=1, le=100_000)
     warm_start: list[float] = [0.5, 0.75, 1.0]  # uniform keep ratios evaluated first
     # ... and allocations by method: adapruner (counts from BN importance, at macs_target or
     # 0.5) and paam (counts from thresholding the learned scores of a paam baseline)
@@ -87,49 +88,53 @@ class SearchSection(_Strict):
     front_targets: bool = False
     # a longer search runs as successive Tune runs over one Optuna study: Tune keeps every
     # trial of a run in the driver (tens of KB each), so this bounds the driver's memory
-    trials_per_run: int = Field(500, ge=1)
-    seed: int = 0
+    trials_per_run: int = Field(500, ge=1, le=1_000_000)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
 
     @model_validator(mode="after")
     def _check(self) -> SearchSection:
         if self.keep_min > self.keep_max:
-            raise ValueError(f"keep_min {self.keep_min} is above keep_max {self.keep_max}")
+            raise ValueError(f"keep_min: {self.keep_min} is above keep_max {self.keep_max}")
         if self.mode == "budget" and self.macs_target is None:
-            raise ValueError("budget mode needs macs_target (the fraction of baseline MACs to keep)")
+            raise ValueError("macs_target: budget mode needs it (the fraction of baseline MACs to keep)")
         if self.mode == "budget" and self.front_targets:
-            raise ValueError("front_targets samples a MACs target per trial: it belongs to front mode")
+            raise ValueError("front_targets: samples a MACs target per trial, so it belongs to front mode")
         for r in self.warm_start:
             if not 0 < r <= 1:
-                raise ValueError(f"warm_start ratio {r} is not in (0, 1]")
+                raise ValueError(f"warm_start: ratio {r} is not in (0, 1]")
         return self
 
 
 class TrialSection(_Strict):
     # auto: per trial, the criterion whose pruned network scores best after adaptive BN (AdaPruner)
     criterion: Literal[CRITERIA + ("auto",)] = "l1"  # type: ignore[valid-type]
-    auto_batches: int = Field(4, ge=1)
-    adaptive_bn_batches: int = Field(10, ge=0)
+    auto_batches: int = Field(4, ge=1, le=10_000)
+    adaptive_bn_batches: int = Field(10, ge=0, le=10_000)
     # adaptive_bn: score candidates after BN recalibration, without fine-tuning (EagleEye)
     evaluation: Literal["finetune", "adaptive_bn"] = "finetune"
     regularizer: Literal["none", "ffr"] = "none"  # ffr: feature-flow regularization during the fine-tune
     regularizer_weight: float | None = Field(None, gt=0)
-    epochs: float | None = Field(2, gt=0)
-    steps: int | None = Field(None, ge=1)
+    epochs: float | None = Field(2, gt=0, le=10_000)
+    steps: int | None = Field(None, ge=1, le=100_000_000)
     lr: float = Field(0.02, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(5e-4, ge=0)
     schedule: Literal["cosine", "step"] = "cosine"
     label_smoothing: float = Field(0.0, ge=0, lt=1)
-    batch_size: int = Field(128, ge=1)
-    cpu: float = Field(1, gt=0)
-    gpu: float = Field(0, ge=0)
-    max_failures: int = Field(2, ge=0)  # retries of a trial lost with its node
+    batch_size: int = Field(128, ge=1, le=65_536)
+    cpu: float = Field(1, gt=0, le=4096)
+    gpu: float = Field(0, ge=0, le=64)
+    max_failures: int = Field(2, ge=0, le=1000)  # retries of a trial lost with its node
     device: str = "auto"
 
     @model_validator(mode="after")
     def _check(self) -> TrialSection:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ValueError(f"device: '{self.device}' is not one of auto, cpu, cuda, cuda:N")
+        if self.device.startswith("cuda") and self.gpu <= 0:
+            raise ValueError(f"device: '{self.device}' needs trial.gpu > 0 (Ray gives a trial no GPU otherwise)")
         if self.evaluation == "adaptive_bn" and self.adaptive_bn_batches < 1:
-            raise ValueError("evaluation adaptive_bn needs adaptive_bn_batches >= 1 (the recalibration batches)")
+            raise ValueError("evaluation: adaptive_bn needs adaptive_bn_batches >= 1 (the recalibration batches)")
         return self
 
     def regularizer_options(self) -> dict:
@@ -189,7 +194,7 @@ class SearchConfig(_Strict):
         needs_scores = self.trial.criterion == "paam" or "paam" in self.search.warm_start_methods
         if needs_scores and self.baseline.regularizer != "paam" and not self.baseline.path:
             raise ValueError(
-                "criterion paam and the paam warm start need learned scores: set baseline.regularizer: paam "
+                "trial.criterion paam and the paam warm start need learned scores: set baseline.regularizer: paam "
                 "(or a baseline.path trained that way)"
             )
         return self
@@ -224,10 +229,17 @@ class SearchConfig(_Strict):
             scheme = self.storage.split("://", 1)[0]
             if scheme not in STORAGE_SCHEMES:
                 raise ValueError(
-                    f"storage '{self.storage}': scheme '{scheme}' is not one of {', '.join(STORAGE_SCHEMES)} "
+                    f"storage: '{self.storage}' has scheme '{scheme}' is not one of {', '.join(STORAGE_SCHEMES)} "
                     "(or give a shared filesystem path)"
                 )
         return self
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error in one line: what is wrong and where."""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
 
 
 def _parse_override(item: str) -> tuple[list[str], object]:
@@ -239,7 +251,7 @@ def _parse_override(item: str) -> tuple[list[str], object]:
     try:
         value = yaml.safe_load(raw) if raw != "" else None
     except yaml.YAMLError as exc:
-        raise UserError(f"--set {key}: cannot parse value '{raw}' ({exc})") from exc
+        raise UserError(f"--set {key}: cannot parse value '{raw}' ({_yaml_problem(exc)})") from None
     return key.split("."), value
 
 
@@ -259,9 +271,12 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 def _format_error(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "config"
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        lines.append(f"{key}: {msg}")
+        loc = [str(p) for p in err["loc"]]
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+        field = re.match(r"([a-z_]+): (.*)", msg, re.S)  # a validator's message names its field first
+        if err["type"] == "value_error" and field:
+            loc, msg = [*loc, field.group(1)], field.group(2)
+        lines.append(f"{'.'.join(loc) or 'config'}: {msg}")
     return "invalid config: " + "; ".join(lines)
 
 
@@ -277,9 +292,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> SearchC
     if not path.is_file():
         raise UserError(f"config file '{path}' does not exist")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
-        raise UserError(f"config file '{path}' is not valid YAML: {exc}") from None
+        raise UserError(f"config file '{path}' is not valid YAML: {_yaml_problem(exc)}") from None
     if not isinstance(data, dict):
         raise UserError(f"config file '{path}' must hold a mapping of sections")
     return validate_config(apply_overrides(data, overrides or []))

@@ -15,8 +15,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from orchestrator.baseline import Baseline, prepare_baseline
 from orchestrator.config import SearchConfig, dump_config
-from orchestrator.search import Baseline, prepare_baseline
 from orchestrator.tracking import ROLE, client_for
 from trials.adapruner import allocate
 from trials.baseline import save_checkpoint

@@ -18,16 +18,15 @@ collections walk only what is new; ``on_experiment_end`` unfreezes it.
 from __future__ import annotations
 
 import gc
-import json
-import threading
-import time
-from collections import deque
+import os
 from pathlib import Path
 
 from ray.tune import Callback
 
+from orchestrator import faults
 from orchestrator.pareto import Front
 from orchestrator.tracking import SearchRecord
+from orchestrator.writer import BufferedWriter, Spill
 
 
 def format_rows(rows: list[dict], limit: int | None = None) -> str:
@@ -54,103 +53,59 @@ class TrackingCallback(Callback):
         drain_timeout: float = 300.0,
         freeze_every: int = 200,
     ) -> None:
-        self.spill, self.drain_timeout, self.freeze_every = spill, drain_timeout, freeze_every
+        self.spill, self.drain_timeout, self.freeze_every = Path(spill), drain_timeout, freeze_every
         self.frozen = 0  # how many times the driver's heap was frozen
         self.uri, self.experiment, self.parent_run_id = uri, experiment, parent_run_id
         self.total, self.baseline, self.say = total, baseline, say
-        self._record: SearchRecord | None = None
-        self.pending: deque = deque()  # (SearchRecord method, args) not yet written
         self.done: dict[str, dict] = {}  # trial id -> final row (for progress; MLflow-independent)
         self.failed: set[str] = set()
+        self.retries: dict[str, int] = {}  # trial id -> times Tune restarted it
         self.front = Front()  # of the finished trials, for the progress line
         self.write_seconds = 0.0  # time the writer spent on MLflow calls
-        self._outage_since: float | None = None
-        self._init_writer()
-
-    def _init_writer(self) -> None:
-        self._lock = threading.Lock()  # one flush at a time
-        self._wake = threading.Event()
-        self._stop = False
-        self._thread: threading.Thread | None = None
-
-    def __getstate__(self) -> dict:  # Tune pickles callbacks with its state: no client, no thread
-        state = self.__dict__.copy()
-        if self._lock is not None:
-            with self._lock:  # the writer pops from the queue
-                state["pending"] = deque(self.pending)
-        for k in ("_record", "say", "_lock", "_wake", "_thread"):
-            state[k] = None
-        return state
+        self.fault = faults.driver_fault()
+        self.writer = BufferedWriter(
+            self._open_record,
+            Spill(self.spill, experiment=experiment, parent_run_id=parent_run_id),
+            say=self._print,
+            on_write=self._timed,
+        )
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._init_writer()
+        self.writer.say, self.writer.on_write, self.writer.open_target = self._print, self._timed, self._open_record
+
+    def _open_record(self) -> SearchRecord:
+        record = SearchRecord(self.uri, self.experiment, self.parent_run_id)
+        record.baseline = {k: self.baseline[k] for k in ("val_accuracy", "macs")}
+        return record
 
     def _print(self, text: str) -> None:
         (self.say or print)(text)
 
-    # -- buffered MLflow writes ---------------------------------------------------------
-    def _write(self, op: str, *args) -> None:
-        self.pending.append((op, args))
-        if self._thread is None or not self._thread.is_alive():
-            self._stop = False
-            self._thread = threading.Thread(target=self._writer, name="prunetune-mlflow", daemon=True)
-            self._thread.start()
-        self._wake.set()
+    def seed(self, finished: dict[str, dict]) -> None:
+        """A resumed search: count and rank the trials MLflow already holds as finished."""
+        for tid, row in finished.items():
+            self.done[tid] = row
+            self.front.add(tid, row["val_accuracy"], row["macs"])
 
-    def _writer(self) -> None:
-        """Write queued results as they come; while MLflow is down, retry every 2 s."""
-        while not self._stop:
-            self._wake.wait(timeout=2.0)
-            self._wake.clear()
-            if self.pending and not self.flush():
-                time.sleep(2.0)
+    # -- buffered MLflow writes (orchestrator.writer) -------------------------------------
+    @property
+    def pending(self):
+        return self.writer.pending
+
+    def _write(self, op: str, *args) -> None:
+        self.writer.put(op, *args)
 
     def flush(self) -> bool:
-        """Replay queued writes in order; False (and the queue kept) while MLflow is down."""
-        with self._lock:
-            return self._flush()
-
-    def _flush(self) -> bool:
-        while self.pending:
-            op, args = self.pending[0]
-            t0, c0 = time.perf_counter(), time.thread_time()
-            try:
-                if self._record is None:
-                    self._record = SearchRecord(self.uri, self.experiment, self.parent_run_id)
-                    self._record.baseline = {k: self.baseline[k] for k in ("val_accuracy", "macs")}
-                getattr(self._record, op)(*args)
-            except Exception as exc:  # noqa: BLE001 - any tracking failure: keep the write, retry later
-                if self._outage_since is None:
-                    self._outage_since = time.time()
-                    self._print(f"MLflow unreachable ({type(exc).__name__}); buffering results and retrying")
-                return False
-            finally:
-                self._timed(op, args, time.perf_counter() - t0, time.thread_time() - c0)
-            self.pending.popleft()
-        if self._outage_since is not None:
-            self._print(f"MLflow reachable again after {time.time() - self._outage_since:.0f} s; buffer written")
-            self._outage_since = None
-        return True
+        return self.writer.flush()
 
     def _timed(self, op: str, args: tuple, seconds: float, cpu_seconds: float) -> None:
         """Called after each MLflow write with its wall time and the writer thread's CPU time."""
         self.write_seconds += seconds
 
-    def drain(self, timeout: float, spill: Path) -> bool:
-        """At the end: retry for up to ``timeout`` seconds, then save the rest to ``spill``."""
-        deadline = time.time() + timeout
-        if self._thread is not None:  # the writer stops after its current write
-            self._stop = True
-            self._wake.set()
-            self._thread.join(timeout)
-        while not self.flush() and time.time() < deadline:
-            time.sleep(2.0)
-        if self.pending:
-            spill.write_text(json.dumps([{"op": op, "args": args} for op, args in self.pending], default=str))
-            self._print(f"MLflow still unreachable: {len(self.pending)} writes saved to {spill}")
-            return False
-        return True
+    def drain(self, timeout: float, spill: Path | None = None) -> bool:
+        """At the end: retry for up to ``timeout`` seconds, then save the rest to the spill file."""
+        return self.writer.drain(timeout)
 
     # -- Tune events ----------------------------------------------------------------------
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
@@ -166,6 +121,8 @@ class TrackingCallback(Callback):
             if not result.get("replayed"):  # a replayed trial's child run is already complete
                 self._write("log_final", trial.trial_id, params, dict(result))
             self._progress(trial.trial_id, result)
+            if self.fault and len(self.done) == self.fault[1]:  # a test's injected driver fault
+                os.kill(os.getpid(), self.fault[0])
             if self.freeze_every and len(self.done) % self.freeze_every == 0:
                 gc.collect()
                 gc.freeze()
@@ -179,8 +136,14 @@ class TrackingCallback(Callback):
         self._write("log_failure", trial.trial_id, dict(trial.config), message)
         self._print(f"[{self._count()}/{self.total}] trial {trial.trial_id} errored (worker or node lost)")
 
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        """A trial lost with its worker or node, started again (``trial.max_failures``)."""
+        self.retries[trial.trial_id] = self.retries.get(trial.trial_id, 0) + 1
+        self._write("log_retry", trial.trial_id, dict(trial.config), self.retries[trial.trial_id])
+        self._print(f"trial {trial.trial_id} lost its worker: retry {self.retries[trial.trial_id]}")
+
     def on_experiment_end(self, trials, **info) -> None:
-        self.drain(self.drain_timeout, self.spill)
+        self.drain(self.drain_timeout)
         self.thaw()
 
     def thaw(self) -> None:

@@ -21,9 +21,10 @@ import yaml
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 
+from orchestrator import faults
 from orchestrator.config import SearchConfig, validate_config
-from orchestrator.tracking import BASELINE_ARTIFACT, ROLE, client_for, read_front, run_with_role
-from trials.baseline import ModelInfo, load_model, load_weights
+from orchestrator.tracking import BASELINE_ARTIFACT, CRITERION, ROLE, client_for, read_front, run_with_role
+from trials.baseline import ModelInfo, load_model, load_weights, read_scores
 from trials.cost import count_cost, measure_latency
 from trials.data import DataConfig, load_test, load_train_val
 from trials.errors import UserError
@@ -59,6 +60,20 @@ def resolve_trial_run(client, target: str, max_macs_ratio: float | None):
     if run.info.status != "FINISHED":
         raise UserError(f"trial run '{target}' did not finish (status {run.info.status}): nothing to promote")
     return run
+
+
+def trial_criterion(trial, cfg: SearchConfig) -> str:
+    """The criterion the trial cut its network with: under ``criterion: auto`` the one it
+    chose (its tag), else the search's."""
+    chosen = trial.data.tags.get(CRITERION)
+    if chosen:
+        return chosen
+    if cfg.trial.criterion == "auto":
+        raise UserError(
+            f"trial run '{trial.info.run_id}' searched with criterion auto but records no chosen criterion "
+            f"(tag {CRITERION}): it cannot be cut again as it was"
+        )
+    return cfg.trial.criterion
 
 
 def _download(client, run_id: str, path: str, dst: str) -> Path:
@@ -123,6 +138,7 @@ def _train_loop(config: dict) -> None:
                     Path(d) / "state.pt",
                 )
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+            faults.maybe_exit_promotion(epoch)  # fault tests only
         else:
             ray.train.report(metrics)
 
@@ -196,16 +212,19 @@ def promote(target: str, opts: PromoteOptions, tracking_uri: str | None = None, 
         splits = load_train_val(cfg.data_config(), "cpu")
         info = ModelInfo(cfg.model.arch, splits.num_classes, splits.in_channels, splits.image_size)
         baseline, _ = load_model(baseline_path, info)
+        scores = read_scores(baseline_path)  # PAAM's learned filter scores, when the baseline has them
     shape = (info.in_channels, info.input_size, info.input_size)
-    batches = list(islice(splits.train, 4)) if cfg.trial.criterion == "taylor" else None
+    criterion = trial_criterion(trial, cfg)
+    batches = list(islice(splits.train, 4)) if criterion == "taylor" else None
     pruned = prune(
         copy.deepcopy(baseline),
         spec,
-        cfg.trial.criterion,
+        criterion,
         input_shape=shape,
         arch=info.arch,
         batches=batches,
         seed=cfg.search.seed,
+        learned=scores or None,
     )
     name = f"promote-{trial.info.run_id[:8]}-{time.strftime('%Y%m%d-%H%M%S')}"
     say(f"promoting trial {trial.info.run_id} ({cfg.name}): {opts.epochs} epochs on {opts.workers} Ray Train workers")
@@ -264,7 +283,12 @@ def _record(client, trial, cfg, info, spec, model, metrics, history, opts, track
     client.log_param(run_id, "epochs", opts.epochs)
     client.log_param(run_id, "workers", opts.workers)
     with tempfile.TemporaryDirectory() as tmp:
-        meta = {"format": "prunetune/1", **asdict(info), "spec": spec.to_dict(), "criterion": cfg.trial.criterion}
+        meta = {
+            "format": "prunetune/1",
+            **asdict(info),
+            "spec": spec.to_dict(),
+            "criterion": trial_criterion(trial, cfg),
+        }
         (Path(tmp) / "model.json").write_text(json.dumps(meta, indent=2))
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, Path(tmp) / "state_dict.pt")
         client.log_artifacts(run_id, tmp, "prunetune")

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import math
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -20,12 +21,12 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from orchestrator.pareto import Front, hypervolume, pareto_ranks
-from orchestrator.plots import write_html, write_png
 from trials.errors import UserError
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 BASELINE_ARTIFACT = "baseline/baseline.pt"
 ROLE, TRIAL_ID, PARETO = "prunetune.role", "prunetune.trial_id", "prunetune.pareto"
+STORAGE, RETRIES, CRITERION = "prunetune.storage", "prunetune.retries", "prunetune.criterion"
 FINAL_METRICS = (
     "val_accuracy",
     "val_loss",
@@ -39,8 +40,27 @@ FINAL_METRICS = (
 COLUMNS = ("trial", "run_id", "val_accuracy", "macs", "macs_ratio", "params", "rank", "pareto")
 
 
+def resolve_uri(uri: str | None) -> str:
+    """The tracking URI a command uses: the one given, else ``MLFLOW_TRACKING_URI``, else
+    ``sqlite:///mlflow.db`` in the working directory."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
 def client_for(uri: str | None) -> MlflowClient:
-    return MlflowClient(tracking_uri=uri or DEFAULT_URI)
+    return MlflowClient(tracking_uri=resolve_uri(uri))
+
+
+def get_experiment(client: MlflowClient, name: str):
+    """The experiment ``name`` (None when absent); an unreachable or unusable tracking URI
+    is one UserError naming it, not an MLflow traceback."""
+    from orchestrator.writer import is_outage
+
+    try:
+        return client.get_experiment_by_name(name)
+    except Exception as exc:  # noqa: BLE001 - sorted: outage or a bad URI, both told in one line
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        what = "cannot be reached" if is_outage(exc) else "cannot be read"
+        raise UserError(f"the MLflow tracking store {client.tracking_uri} {what}: {first}") from None
 
 
 def _chunks(items: list, n: int = 100):
@@ -68,23 +88,46 @@ def param_value(value) -> str:
     return str(value)[:6000]
 
 
+PAGE_SIZE = 1000  # runs per search_runs call; every page is read
+
+
+def search_all(client: MlflowClient, experiment_ids: list[str], filter_string: str = "", order_by=None) -> list:
+    """Every run matching ``filter_string``, page by page (``search_runs`` returns at most
+    ``max_results`` runs per call: a long search has more trials than one page)."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs(
+            experiment_ids, filter_string, order_by=order_by, max_results=PAGE_SIZE, page_token=token
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def search_runs_of(client: MlflowClient, exp_id: str) -> list:
+    """The search (parent) runs of an experiment, newest first."""
+    return search_all(client, [exp_id], f"tags.`{ROLE}` = 'search'", order_by=["attributes.start_time DESC"])
+
+
 def _stored_search(client: MlflowClient, exp_id: str, storage: str):
-    """The newest search run recorded for ``storage`` (what ``--resume`` goes on with)."""
-    runs = client.search_runs(
-        [exp_id],
-        f"tags.`{ROLE}` = 'search' and tags.`prunetune.storage` = '{storage}'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
+    """The newest search run recorded for ``storage`` (what ``--resume`` goes on with).
+    Compared in Python, not in the filter, so a storage path with a quote in it works."""
+    runs = [r for r in search_runs_of(client, exp_id) if r.data.tags.get(STORAGE) == storage]
     return runs[0] if runs else None
+
+
+def stored_search(uri: str | None, experiment: str, storage: str):
+    """The search run MLflow holds for (experiment, storage), or None."""
+    client = client_for(uri)
+    exp = client.get_experiment_by_name(experiment)
+    return _stored_search(client, exp.experiment_id, storage) if exp else None
 
 
 def stored_config(uri: str | None, experiment: str, storage: str) -> dict[str, str] | None:
     """The flattened config a search stored at ``storage`` was started with (its parent
     run's params), or None when MLflow holds no such search."""
-    client = client_for(uri)
-    exp = client.get_experiment_by_name(experiment)
-    found = _stored_search(client, exp.experiment_id, storage) if exp else None
+    found = stored_search(uri, experiment, storage)
     return dict(found.data.params) if found else None
 
 
@@ -118,15 +161,15 @@ class SearchRecord:
         run = client.create_run(
             exp_id,
             run_name=f"search-{time.strftime('%Y%m%d-%H%M%S')}",
-            tags={ROLE: "search", "prunetune.storage": storage},
+            tags={ROLE: "search", STORAGE: storage},
         )
         return cls(uri, experiment, run.info.run_id)
 
     def _load_existing(self) -> None:
         run = self.client.get_run(self.parent_run_id)
         self.experiment_id = run.info.experiment_id
-        for child in self.client.search_runs(
-            [run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'", max_results=10000
+        for child in search_all(
+            self.client, [run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'"
         ):
             tid = child.data.tags.get(TRIAL_ID)
             if not tid:
@@ -176,6 +219,18 @@ class SearchRecord:
         self.write_front(plots=True)
         self.client.set_terminated(self.parent_run_id, status)
 
+    def kill_open_trials(self) -> int:
+        """Mark the child runs still RUNNING as KILLED (a stopped search); a resume that
+        runs such a trial again finishes its run. Returns how many were marked."""
+        running = search_all(
+            self.client,
+            [self.experiment_id],
+            f"tags.`mlflow.parentRunId` = '{self.parent_run_id}' and attributes.status = 'RUNNING'",
+        )
+        for run in running:
+            self.client.set_terminated(run.info.run_id, "KILLED")
+        return len(running)
+
     # -- child runs -------------------------------------------------------------------
     # One trial costs a handful of MLflow calls, whatever the search's size: the child run
     # is created with its tags; params go with the first batch of metrics; the final
@@ -222,7 +277,7 @@ class SearchRecord:
         if result.get("node_id"):
             tags.append(RunTag("prunetune.node_id", str(result["node_id"])))
         if result.get("criterion"):  # criterion auto: the one chosen for this spec
-            tags.append(RunTag("prunetune.criterion", str(result["criterion"])))
+            tags.append(RunTag(CRITERION, str(result["criterion"])))
         self._batch(run_id, params, metrics, tags)
         self._tagged[run_id] = on_front
         self.client.log_text(run_id, result["spec_json"], "spec.json")
@@ -230,6 +285,10 @@ class SearchRecord:
             self.client.log_text(run_id, str(result["criterion_scores"]), "criterion_scores.json")
         self.client.set_terminated(run_id, "FINISHED")
         self.write_front()
+
+    def log_retry(self, trial_id: str, params: dict, count: int) -> None:
+        """Tune started the trial again after its worker was lost (the ``count``-th time)."""
+        self._batch(self.child(trial_id), params, tags=[RunTag(RETRIES, str(count))])
 
     def log_failure(self, trial_id: str, params: dict, message: str) -> None:
         run_id = self.child(trial_id)
@@ -280,6 +339,8 @@ class SearchRecord:
             (d / "front.json").write_text(json.dumps({"baseline": self.baseline, "trials": rows}, indent=2))
             (d / "front.csv").write_text(rows_to_csv(rows))
             if plots:
+                from orchestrator.plots import write_html, write_png  # plotly, matplotlib: only when drawing
+
                 title = f"{self.experiment}: Pareto front of MACs against val accuracy"
                 write_html(rows, d / "front.html", title, self.baseline)
                 write_png(rows, d / "front.png", title, self.baseline)
@@ -290,9 +351,16 @@ class SearchRecord:
 
 def run_with_role(client: MlflowClient, run_id: str, role: str):
     """The run ``run_id``, checked to carry ``prunetune.role=role``; UserError otherwise."""
+    from orchestrator.writer import is_outage
+
     try:
         run = client.get_run(run_id)
-    except MlflowException:
+    except Exception as exc:  # noqa: BLE001 - told apart: the store is down, or the run is not there
+        if is_outage(exc):
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise UserError(f"the MLflow tracking store {client.tracking_uri} cannot be reached: {first}") from None
+        if not isinstance(exc, MlflowException):
+            raise
         raise UserError(f"run '{run_id}' not found in the MLflow store {client.tracking_uri}") from None
     if run.data.tags.get(ROLE) != role:
         raise UserError(f"run '{run_id}' is not a prunetune {role} run (tag {ROLE}={run.data.tags.get(ROLE)!r})")
@@ -310,22 +378,26 @@ def _row(trial_id: str, run_id: str, m: dict) -> dict:
     }
 
 
-def read_front(uri: str | None, experiment: str) -> tuple[list[dict], dict | None]:
-    """Rows of the latest search of ``experiment``, ranked, read only from MLflow."""
+def read_front(uri: str | None, experiment: str, say=None) -> tuple[list[dict], dict | None]:
+    """Rows of the latest search of ``experiment``, ranked, read only from MLflow
+    (``say`` is told which search that is when the experiment holds several)."""
     client = client_for(uri)
-    exp = client.get_experiment_by_name(experiment)
+    exp = get_experiment(client, experiment)
     if exp is None:
-        raise UserError(f"experiment '{experiment}' not found in the MLflow store {uri or DEFAULT_URI}")
-    parents = client.search_runs(
-        [exp.experiment_id], f"tags.`{ROLE}` = 'search'", order_by=["attributes.start_time DESC"], max_results=1
-    )
+        raise UserError(f"experiment '{experiment}' not found in the MLflow store {resolve_uri(uri)}")
+    parents = search_runs_of(client, exp.experiment_id)
     if not parents:
         raise UserError(f"experiment '{experiment}' holds no prunetune search run")
     parent = parents[0]
-    children = client.search_runs(
+    if len(parents) > 1 and say is not None:
+        say(
+            f"experiment '{experiment}' holds {len(parents)} searches; this is the latest, "
+            f"{parent.info.run_name} (run {parent.info.run_id}, storage {parent.data.tags.get(STORAGE)})"
+        )
+    children = search_all(
+        client,
         [exp.experiment_id],
         f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' and attributes.status = 'FINISHED'",
-        max_results=10000,
     )
     trials = [
         _row(c.data.tags.get(TRIAL_ID, c.info.run_id), c.info.run_id, c.data.metrics)

@@ -13,6 +13,7 @@ import json
 import ray
 from ray import tune
 
+from orchestrator import faults
 from orchestrator.space import TARGET, group_ratios
 from trials.data import DataConfig
 from trials.errors import TrialFailed, UserError
@@ -40,8 +41,14 @@ def trainable(
         device=s["device"],
         **s["trial"],
     )
+    trial_id = tune.get_context().get_trial_id()
+
+    def report(metrics: dict) -> None:
+        tune.report(metrics)
+        faults.maybe_exit_trial(trial_id, int(metrics.get("epoch", -1)))  # fault tests only
+
     try:
-        result = run_trial(tc, report=tune.report)
+        result = run_trial(tc, report=report)
     except (TrialFailed, UserError) as exc:
         tune.report({"trial_failed": 1, "final": 1, "error": f"{type(exc).__name__}: {exc}"})
         return

@@ -70,6 +70,14 @@ def layer_width(module: nn.Module) -> int | None:
     return None
 
 
+def check_prunable(arch: str) -> None:
+    """Refuse, at once, an architecture that is unknown or that prunetune cannot cut
+    (before any data is read or baseline trained)."""
+    from trials.models import create_model
+
+    _check_supported(create_model(arch), arch)
+
+
 def _check_supported(model: nn.Module, arch: str | None) -> None:
     short = (arch or "").split("/")[-1]
     if short.startswith(UNSUPPORTED_PREFIXES) or any(isinstance(m, nn.MultiheadAttention) for m in model.modules()):

@@ -93,3 +93,11 @@ class TensorLoader:
                     mask = (torch.rand(len(idx), generator=self.generator) < 0.5).to(x.device)
                     x = torch.where(mask.view(-1, 1, 1, 1), x.flip(3), x)
             yield x, self.y[idx]
+
+
+def reseed(loader: object, seed: int) -> None:
+    """Set the shuffling (and augmentation) order of a training loader: a fine-tune's
+    data order follows its own seed, apart from ``data.seed``, which fixes the splits."""
+    gen = getattr(loader, "generator", None)
+    if isinstance(gen, torch.Generator):
+        gen.manual_seed(seed)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from trials.errors import TrialFailed, UserError
+from trials.loaders import reseed
 from trials.regularizers import Regularizer
 
 
@@ -145,6 +146,7 @@ def finetune(
     last epoch.
     """
     torch.manual_seed(cfg.seed)
+    reseed(loader, cfg.seed)  # the data order follows the fine-tune's seed, not the split's
     prepare_model(model, device)
     total = cfg.total_steps(len(loader))
     if reg is not None:

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import torch
 
+from orchestrator.baseline import prepare_baseline
 from orchestrator.config import validate_config
-from orchestrator.search import prepare_baseline
 from trials.baseline import ModelInfo, save_checkpoint
 from trials.data import load_train_val
 from trials.models import create_model

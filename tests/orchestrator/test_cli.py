@@ -37,7 +37,7 @@ def test_submit_refuses_bad_input_before_contacting_a_cluster(tmp_path, capsys):
 
 def test_resume_refuses_a_changed_config_before_any_work(tmp_path, capsys, monkeypatch):
     from orchestrator.config import dump_config, load_config
-    from orchestrator.search import _flat
+    from orchestrator.resume import flat_config as _flat
     from orchestrator.tracking import SearchRecord
 
     monkeypatch.chdir(tmp_path)
@@ -57,7 +57,7 @@ def test_resume_refuses_a_changed_config_before_any_work(tmp_path, capsys, monke
 
 
 def test_resume_ignores_settings_the_stored_search_predates_and_where_it_runs():
-    from orchestrator.search import resume_changes
+    from orchestrator.resume import resume_changes
 
     stored = {"search.num_trials": "8", "cluster.address": "10.0.0.1:6379", "data.root": "/a"}
     now = {"search.num_trials": 8, "search.added_later": 1, "cluster.address": None, "data.root": "/b"}

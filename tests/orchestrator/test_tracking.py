@@ -122,7 +122,7 @@ def test_the_callback_writes_in_the_background_and_drains_at_the_end(store, tmp_
         cb.on_trial_result(0, [], trial, _result(acc, macs, epoch=1))
         cb.on_trial_result(0, [], trial, {**_result(acc, macs), "final": 1})
     cb.on_experiment_end([])
-    assert not cb.pending and not cb._thread.is_alive() and not (tmp_path / "s").exists()
+    assert not cb.pending and not cb.writer._thread.is_alive() and not (tmp_path / "s").exists()
     runs = _children(uri, record)
     assert len(runs) == 12 and all(r.info.status == "FINISHED" for r in runs.values())
     assert lines[-1].startswith("[12/12]") and "front" in lines[-1]
@@ -159,6 +159,56 @@ def test_writes_wait_through_an_outage_and_are_saved_when_it_lasts(monkeypatch, 
     for i in range(3):
         cb.on_trial_result(0, [], SimpleNamespace(trial_id=f"t{i}", config={}), {**_result(0.9, 10**7), "final": 1})
     assert len(cb.done) == 3  # progress does not wait for MLflow
-    assert not cb.drain(1.0, spill)
+    assert not cb.drain(1.0)
     saved = json.loads(spill.read_text())
-    assert [w["op"] for w in saved] == ["log_final"] * 3 and [w["args"][0] for w in saved] == ["t0", "t1", "t2"]
+    assert saved["parent_run_id"] == "r0" and saved["experiment"] == "exp"
+    writes = saved["writes"]
+    assert [w["op"] for w in writes] == ["log_final"] * 3 and [w["args"][0] for w in writes] == ["t0", "t1", "t2"]
+
+
+def test_every_page_of_runs_is_read_past_the_page_size(store, monkeypatch):
+    import orchestrator.tracking as tracking
+
+    uri, record = store
+    for i, (acc, macs) in enumerate(_points(7, seed=3)):
+        record.log_final(f"t{i}", {"stage0": 0.5}, _result(acc, macs))
+    record.finish()
+    monkeypatch.setattr(tracking, "PAGE_SIZE", 2)  # 7 trials: four pages
+    again = SearchRecord(uri, "exp", record.parent_run_id)
+    assert sorted(again.finished) == [f"t{i}" for i in range(7)]
+    rows, baseline = tracking.read_front(uri, "exp")
+    assert len(rows) == 7 and baseline["macs"] == 1e8
+    assert tracking.stored_search(
+        uri, "exp", record.client.get_run(record.parent_run_id).data.tags["prunetune.storage"]
+    )
+
+
+def test_a_storage_path_with_a_quote_finds_its_search(tmp_path):
+    import orchestrator.tracking as tracking
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    storage = str(tmp_path / 'it\'s "here"')
+    record = SearchRecord.open(uri, "exp", storage, resume=False)
+    assert tracking.stored_search(uri, "exp", storage).info.run_id == record.parent_run_id
+    assert SearchRecord.open(uri, "exp", storage, resume=True).parent_run_id == record.parent_run_id
+
+
+def test_a_stopped_search_leaves_no_run_running(store):
+    uri, record = store
+    record.log_epoch("t0", {"stage0": 0.5}, _result(0.5, 10**7, epoch=1))  # cut short mid-trial
+    record.log_final("t1", {"stage0": 0.6}, _result(0.8, 2 * 10**7))
+    assert record.kill_open_trials() == 1
+    record.finish("KILLED")
+    runs = MlflowClient(uri).search_runs([record.experiment_id])
+    assert {r.info.status for r in runs} == {"KILLED", "FINISHED"}
+    assert MlflowClient(uri).get_run(record.parent_run_id).info.status == "KILLED"
+
+
+def test_the_callback_of_a_resumed_search_counts_what_is_done(tmp_path):
+    cb = TrackingCallback(None, "exp", "r0", 5, {"val_accuracy": 0.9, "macs": 1e8}, tmp_path / "s")
+    lines = []
+    cb.say = lines.append
+    cb.seed({"a": {"val_accuracy": 0.8, "macs": 10**7}, "b": {"val_accuracy": 0.85, "macs": 2 * 10**7}})
+    cb._write = lambda op, *args: None
+    cb.on_trial_result(0, [], SimpleNamespace(trial_id="c", config={}), {**_result(0.7, 5 * 10**6), "final": 1})
+    assert lines[-1].startswith("[3/5]") and "front 3 points" in lines[-1]

@@ -69,3 +69,39 @@ def test_baseline_of_wrong_shape_is_a_user_error():
     with pytest.raises(UserError, match="does not fit"):
         run_trial(cfg)
     assert torch.is_grad_enabled()
+
+
+def test_the_finetune_seed_reaches_the_data_order_and_the_split_stays():
+    """data.seed fixes the splits; the fine-tune's own seed sets the data order, so a trial
+    re-run with another seed is another sample, and with the same seed the same one."""
+    base = create_model("resnet20").state_dict()
+
+    def run(seed: int) -> dict:
+        cfg = TrialConfig(
+            arch="resnet20",
+            baseline=base,
+            data=DATA,
+            device="cpu",
+            keep=0.5,
+            finetune=FinetuneConfig(steps=6, lr=0.05, seed=seed),
+        )
+        return run_trial(cfg)
+
+    a, a_again, b = run(1), run(1), run(2)
+    assert a["val_loss"] == a_again["val_loss"]
+    assert torch.equal(a["state_dict"]["fc.weight"], a_again["state_dict"]["fc.weight"])
+    assert a["val_loss"] != b["val_loss"]
+    assert not torch.equal(a["state_dict"]["fc.weight"], b["state_dict"]["fc.weight"])
+
+
+def test_reseed_sets_the_training_order():
+    from trials.data import load_train_val
+    from trials.loaders import reseed
+
+    train = load_train_val(DATA).train
+    reseed(train, 5)
+    first = next(iter(train))[1]
+    reseed(train, 5)
+    assert torch.equal(next(iter(train))[1], first)
+    reseed(train, 6)
+    assert not torch.equal(next(iter(train))[1], first)
