@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: quickstart test test-gpu lint install clean bench
+.PHONY: quickstart test test-gpu lint install clean bench fashion-mnist
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.throughput
 	$(BIN)/python -m bench.overhead
 	$(BIN)/python -m bench.scale
+
+# Fashion-MNIST from the distribution (Debian/Ubuntu, as root): /usr/share/datasets/fashion-mnist
+fashion-mnist:
+	test -d /usr/share/datasets/fashion-mnist || apt-get install -y dataset-fashion-mnist \
+		|| (apt-get update && apt-get install -y dataset-fashion-mnist)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

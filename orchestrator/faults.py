@@ -4,8 +4,11 @@
 
 - ``driver=INT@N`` / ``driver=KILL@N``: the search's driver sends itself SIGINT (Ctrl-C)
   or SIGKILL right after its N-th trial finished;
-- ``trial=N@K``: the worker running Tune trial number N (the ``_0000N`` of its id) exits
-  at once after reporting epoch K, the first time only;
+- ``trial=N@K``: the worker of the N-th trial to report epoch K (Tune's trial ids carry
+  no number: arrivals are counted in files under ``PRUNETUNE_FAULT_DIR``) exits at once
+  after that report, the first time only;
+- ``node=N@K``: the same, but the worker first kills its node's raylet (SIGKILL): the
+  whole node is lost, as a machine that goes away mid-trial;
 - ``promote=K``: a promotion's rank-0 worker exits after the checkpoint of epoch K, the
   first time only.
 
@@ -49,15 +52,44 @@ def _first_time(tag: str) -> bool:
     return True
 
 
+def _arrival(tag: str, trial_id: str) -> int:
+    """The place of ``trial_id`` among the trials that arrived at ``tag`` (1 for the first),
+    kept in files created atomically; a trial that comes back (a retry) keeps its place."""
+    root = Path(os.environ[DIR_ENV])
+    i = 0
+    while True:
+        i += 1
+        path = root / f"arrival-{tag}-{i}"
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if path.read_text() == trial_id:
+                return i
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(trial_id)
+        return i
+
+
 def maybe_exit_trial(trial_id: str, epoch: int) -> None:
-    """Exit this worker process if a ``trial=N@K`` fault names this trial and epoch."""
-    spec = _items().get("trial")
-    if not spec:
+    """Exit this worker process (``trial=N@K``), or take its whole node down with it
+    (``node=N@K``), when the fault names this trial and epoch."""
+    items = _items()
+    if DIR_ENV not in os.environ:
         return
-    number, at = spec.split("@")
-    if trial_id.rsplit("_", 1)[-1].lstrip("0") == number.lstrip("0") and epoch == int(at):
-        if _first_time(f"trial-{number}-{at}"):
-            os._exit(1)
+    for kind in ("trial", "node"):
+        spec = items.get(kind)
+        if not spec:
+            continue
+        number, at = spec.split("@")
+        if epoch != int(at) or _arrival(f"{kind}-{at}", trial_id) != int(number):
+            continue
+        if not _first_time(f"{kind}-{number}-{at}"):
+            continue
+        raylet = os.environ.get("RAY_RAYLET_PID")
+        if kind == "node" and raylet:
+            os.kill(int(raylet), signal.SIGKILL)
+        os._exit(1)
 
 
 def maybe_exit_promotion(epoch: int) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from orchestrator.baseline import Baseline, prepare_baseline
 from orchestrator.config import SearchConfig, dump_config
-from orchestrator.tracking import ROLE, client_for
+from orchestrator.tracking import CRITERION, ROLE, client_for, experiment_id
 from trials.adapruner import allocate
 from trials.baseline import save_checkpoint
 from trials.budget import project_ratios
@@ -76,9 +76,8 @@ def run_prune(cfg: SearchConfig, method: str, macs_target: float | None, say=pri
     state = result.pop("state_dict")
     result.pop("regularizer_history", None)
     client = client_for(cfg.tracking.uri)
-    exp = client.get_experiment_by_name(cfg.name)
-    exp_id = exp.experiment_id if exp else client.create_experiment(cfg.name)
-    tags = {ROLE: "prune", "prunetune.method": method, "prunetune.criterion": result.get("criterion", t.criterion)}
+    exp_id = experiment_id(client, cfg.name)
+    tags = {ROLE: "prune", "prunetune.method": method, CRITERION: result.get("criterion", t.criterion)}
     run = client.create_run(exp_id, run_name=f"prune-{method}-{time.strftime('%Y%m%d-%H%M%S')}", tags=tags)
     rid = run.info.run_id
     client.log_param(rid, "method", method)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gc
 import os
+import time
 from pathlib import Path
 
 from ray.tune import Callback
@@ -27,6 +28,13 @@ from orchestrator import faults
 from orchestrator.pareto import Front
 from orchestrator.tracking import SearchRecord
 from orchestrator.writer import BufferedWriter, Spill
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return (
+        f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+    )
 
 
 def format_rows(rows: list[dict], limit: int | None = None) -> str:
@@ -62,6 +70,8 @@ class TrackingCallback(Callback):
         self.retries: dict[str, int] = {}  # trial id -> times Tune restarted it
         self.front = Front()  # of the finished trials, for the progress line
         self.write_seconds = 0.0  # time the writer spent on MLflow calls
+        self._started: float | None = None  # when Tune started the first trial (for elapsed / ETA)
+        self._seeded = 0  # trials done before this driver (a resume)
         self.fault = faults.driver_fault()
         self.writer = BufferedWriter(
             self._open_record,
@@ -71,8 +81,24 @@ class TrackingCallback(Callback):
         )
 
     def __setstate__(self, state: dict) -> None:
+        """Tune restores its callbacks from the run's snapshot on --resume: what belongs to
+        the process (the writer's thread, an injected fault) comes from this one."""
         self.__dict__.update(state)
+        self.fault = faults.driver_fault()
+        self._started, self._seeded = None, len(self.done)  # elapsed and ETA: this driver's share
         self.writer.say, self.writer.on_write, self.writer.open_target = self._print, self._timed, self._open_record
+
+    def get_state(self) -> dict:
+        """What Tune snapshots with the run (public Callback API): the trials done, so a
+        resumed search's count and front go on from them."""
+        return {"done": dict(self.done), "failed": sorted(self.failed), "retries": dict(self.retries)}
+
+    def set_state(self, state: dict) -> None:
+        self.done, self.failed = {}, set(state.get("failed", []))
+        self.retries = dict(state.get("retries", {}))
+        self.front = Front()
+        self.seed(state.get("done", {}))
+        self._seeded = len(self.done) + len(self.failed)
 
     def _open_record(self) -> SearchRecord:
         record = SearchRecord(self.uri, self.experiment, self.parent_run_id)
@@ -84,6 +110,7 @@ class TrackingCallback(Callback):
 
     def seed(self, finished: dict[str, dict]) -> None:
         """A resumed search: count and rank the trials MLflow already holds as finished."""
+        self._seeded = len(finished)
         for tid, row in finished.items():
             self.done[tid] = row
             self.front.add(tid, row["val_accuracy"], row["macs"])
@@ -136,6 +163,10 @@ class TrackingCallback(Callback):
         self._write("log_failure", trial.trial_id, dict(trial.config), message)
         self._print(f"[{self._count()}/{self.total}] trial {trial.trial_id} errored (worker or node lost)")
 
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        if self._started is None:
+            self._started = time.time()
+
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
         """A trial lost with its worker or node, started again (``trial.max_failures``)."""
         self.retries[trial.trial_id] = self.retries.get(trial.trial_id, 0) + 1
@@ -162,4 +193,15 @@ class TrackingCallback(Callback):
         self._print(
             f"[{self._count()}/{self.total}] trial {trial_id}: val_acc {result['val_accuracy']:.4f} "
             f"at {result['macs_ratio']:.3f}x MACs | front {len(self.front)} points (baseline {base:.4f}){best_half}"
+            f" | {self._clock()}"
         )
+
+    def _clock(self) -> str:
+        """Elapsed time of this driver's share of the search, and the time left at its pace."""
+        if self._started is None:
+            self._started = time.time()
+        elapsed = time.time() - self._started
+        ran = self._count() - self._seeded
+        left = self.total - self._count()
+        eta = f", about {_duration(elapsed / ran * left)} left" if ran > 0 and left > 0 else ""
+        return f"{_duration(elapsed)} elapsed{eta}"

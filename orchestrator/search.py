@@ -186,7 +186,8 @@ def _prepare(cfg: SearchConfig, resume: bool, say) -> tuple[Baseline, object, di
     check_prunable(cfg.model.arch)
     if resume:
         check_resume(cfg)
-        sync(cfg.name, cfg.storage_dir().parent, cfg.tracking.uri, say)  # what an outage left behind
+        if spill_of(cfg).path.is_file():  # what an outage left behind goes to MLflow first
+            sync(cfg.name, cfg.storage_dir().parent, cfg.tracking.uri, say)
     else:
         check_new(cfg)
     connect(cfg.cluster.address, say)  # before the baseline: a wrong address fails in seconds
@@ -306,8 +307,10 @@ def _stop(record: SearchRecord, callback: TrackingCallback, say) -> None:
     """A stopped search: every write drained (or spilled), no run left RUNNING."""
     callback.drain(30.0)
     try:
-        killed = record.kill_open_trials()
-        record.finish("KILLED")
+        final = SearchRecord(record.uri, record.experiment, record.parent_run_id)  # what the writer wrote
+        final.baseline = record.baseline
+        killed = final.kill_open_trials()
+        final.finish("KILLED")
         say(f"search stopped: {len(callback.done)} trials done, {killed} cut short (they run again on --resume)")
     except Exception as exc:  # noqa: BLE001 - MLflow down too: Tune's snapshot still holds the state
         say(f"search stopped; MLflow could not be told ({type(exc).__name__})")

@@ -47,7 +47,12 @@ def resolve_uri(uri: str | None) -> str:
 
 
 def client_for(uri: str | None) -> MlflowClient:
-    return MlflowClient(tracking_uri=resolve_uri(uri))
+    uri = resolve_uri(uri)
+    try:
+        return MlflowClient(tracking_uri=uri)
+    except Exception as exc:  # noqa: BLE001 - an unknown scheme, a malformed URI: one line for people
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise UserError(f"the MLflow tracking store {uri} cannot be read: {first}") from None
 
 
 def get_experiment(client: MlflowClient, name: str):
@@ -110,6 +115,43 @@ def search_runs_of(client: MlflowClient, exp_id: str) -> list:
     return search_all(client, [exp_id], f"tags.`{ROLE}` = 'search'", order_by=["attributes.start_time DESC"])
 
 
+NOTE = "mlflow.note.content"  # a run's description in the MLflow UI
+
+
+def summary(exp_id: str, rows: list[dict], baseline: dict | None, status: str) -> str:
+    """The search run's description: the front as a table with links to its trial runs."""
+    front = [r for r in rows if r["pareto"]]
+    lines = [f"**prunetune search** ({status.lower()}): {len(rows)} finished trials, {len(front)} on the Pareto front."]
+    if baseline:
+        lines.append(f"Baseline: val_accuracy {baseline['val_accuracy']:.4f} at {baseline['macs'] / 1e6:.2f} M MACs.")
+    lines += ["", "| val_accuracy | MACs (M) | macs_ratio | trial run |", "| ---: | ---: | ---: | --- |"]
+    for r in front:
+        link = f"[{r['trial']}](#/experiments/{exp_id}/runs/{r['run_id']})"
+        lines.append(f"| {r['val_accuracy']:.4f} | {r['macs'] / 1e6:.2f} | {r['macs_ratio']:.3f} | {link} |")
+    lines += [
+        "",
+        "The front's plots are under Artifacts, `pareto/front.html` and `pareto/front.png`. "
+        "Runs table filter for the front: `tags.prunetune.pareto = 'true'`.",
+    ]
+    return "\n".join(lines)
+
+
+def trial_param(value) -> str:
+    """A sampled value as the search space defines it: 0.6, not 0.6000000000000001."""
+    return repr(round(value, 10)) if isinstance(value, float) else str(value)
+
+
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # MLflow 3's UI: a training experiment
+
+
+def experiment_id(client: MlflowClient, name: str) -> str:
+    """The experiment ``name``, created (as a model-training experiment) when absent."""
+    exp = get_experiment(client, name)
+    if exp is not None:
+        return exp.experiment_id
+    return client.create_experiment(name, tags=EXPERIMENT_KIND)
+
+
 def _stored_search(client: MlflowClient, exp_id: str, storage: str):
     """The newest search run recorded for ``storage`` (what ``--resume`` goes on with).
     Compared in Python, not in the filter, so a storage path with a quote in it works."""
@@ -120,7 +162,7 @@ def _stored_search(client: MlflowClient, exp_id: str, storage: str):
 def stored_search(uri: str | None, experiment: str, storage: str):
     """The search run MLflow holds for (experiment, storage), or None."""
     client = client_for(uri)
-    exp = client.get_experiment_by_name(experiment)
+    exp = get_experiment(client, experiment)
     return _stored_search(client, exp.experiment_id, storage) if exp else None
 
 
@@ -151,8 +193,7 @@ class SearchRecord:
     def open(cls, uri: str | None, experiment: str, storage: str, resume: bool) -> SearchRecord:
         """Create the parent run, or on resume find the one recorded for ``storage``."""
         client = client_for(uri)
-        exp = client.get_experiment_by_name(experiment)
-        exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
+        exp_id = experiment_id(client, experiment)
         if resume:
             found = _stored_search(client, exp_id, storage)
             if found:
@@ -216,7 +257,8 @@ class SearchRecord:
             self.client.log_artifact(self.parent_run_id, str(path), "baseline")
 
     def finish(self, status: str = "FINISHED") -> None:
-        self.write_front(plots=True)
+        rows = self.write_front(plots=True)
+        self.client.set_tag(self.parent_run_id, NOTE, summary(self.experiment_id, rows, self.baseline, status))
         self.client.set_terminated(self.parent_run_id, status)
 
     def kill_open_trials(self) -> int:
@@ -248,7 +290,7 @@ class SearchRecord:
     def _batch(self, run_id: str, params: dict, metrics: list | None = None, tags: list | None = None) -> None:
         """One log_batch (more only past MLflow's limits: 100 params, 100 tags, 1000 metrics)
         carrying the run's params the first time."""
-        plist = [] if run_id in self._params_logged else [Param(k, str(v)) for k, v in params.items()]
+        plist = [] if run_id in self._params_logged else [Param(k, trial_param(v)) for k, v in params.items()]
         metrics, tags = metrics or [], tags or []
         first = True
         while first or plist or metrics or tags:

@@ -20,9 +20,10 @@ import numpy as np
 import torch
 
 from trials.errors import UserError
+from trials.idx import FLIP, IDX_SETS, read_idx_set
 from trials.loaders import TensorLoader
 
-DATASETS = ("digits", "cifar10", "cifar100", "svhn", "imagefolder", "synthetic")
+DATASETS = ("digits", "fashion_mnist", "mnist", "kmnist", "cifar10", "cifar100", "svhn", "imagefolder", "synthetic")
 _ASSETS = Path(__file__).parent / "assets"
 _EXPECTED_FILES = {
     "cifar10": "the extracted 'cifar-10-batches-py/' folder (data_batch_1..5, test_batch, batches.meta)",
@@ -115,6 +116,16 @@ def _synthetic(size: int, classes: int, n_train: int) -> _Arrays:
     return _Arrays(x[:n_train], y[:n_train], x[n_train:], y[n_train:], classes, 2, True)
 
 
+def _idx_set(name: str, root: str | None, size: int) -> _Arrays:
+    """Fashion-MNIST / MNIST / KMNIST: 28x28 grey images (resized when image_size says so)."""
+    t = read_idx_set(name, root)
+    xs = [t["train_x"], t["test_x"]]
+    if size != 28:
+        xs = [torch.nn.functional.interpolate(x.float(), size=(size, size), mode="bilinear") for x in xs]
+        xs = [x.round().clamp(0, 255).to(torch.uint8) for x in xs]
+    return _Arrays(xs[0].contiguous(), t["train_y"], xs[1].contiguous(), t["test_y"], 10, 2, FLIP[name])
+
+
 def _torchvision_set(name: str, root: str | None) -> _Arrays:
     import torchvision.datasets as tvd
 
@@ -146,6 +157,8 @@ def _arrays(cfg: DataConfig) -> _Arrays:
         return _digits(size)
     if cfg.name == "synthetic":
         return _synthetic(size, cfg.synthetic_classes, cfg.synthetic_train)
+    if cfg.name in IDX_SETS:
+        return _idx_set(cfg.name, cfg.root, cfg.image_size or 28)
     if cfg.name in ("cifar10", "cifar100", "svhn"):
         if cfg.image_size not in (None, 32):
             raise UserError(f"data.image_size: '{cfg.name}' images are 32x32, got {cfg.image_size}")

@@ -1,6 +1,7 @@
 """Real multi-node Ray clusters on this machine (a head and two worker nodes): token
-authentication, trials spread over the workers, and the faults: a worker node lost, the
-driver killed, the MLflow server gone for 20 s, trials that turn NaN."""
+authentication, trials spread over the workers, and the faults, each injected at a chosen
+point so that every run exercises it: a worker node lost mid-trial, the driver killed,
+Ctrl-C, the MLflow server gone mid-search and through the end, trials that turn NaN."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import pytest
 import yaml
 
 from cluster.local import LocalCluster, free_port
-from tests.integration.conftest import finished_children, start_mlflow, stop_mlflow, wait_for_finished
+from tests.integration.conftest import finished_children, start_mlflow, stop_mlflow
 from tests.integration.test_search import PRUNETUNE, _config, _runs
 
 pytestmark = pytest.mark.integration
@@ -35,8 +37,60 @@ def test_a_client_without_the_token_is_refused(ray_cluster, tmp_path):
     assert "CONNECTED" in allowed.stdout, allowed.stderr[-2000:]
 
 
-def test_trials_spread_over_both_workers_and_survive_a_lost_worker_node(tmp_path, mlflow_server):
+def _start(tmp_path, cluster, data: dict, fault: str | None = None, **env: str) -> subprocess.Popen:
+    """`prunetune search` as a user starts it; ``fault``: a PRUNETUNE_FAULT injected at a
+    chosen point (orchestrator/faults.py), markers under tmp_path."""
+    path = tmp_path / f"{data['name']}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    env = {**cluster["env"], **env}
+    if fault:
+        env.update(PRUNETUNE_FAULT=fault, PRUNETUNE_FAULT_DIR=str(tmp_path))
+    return subprocess.Popen(
+        [PRUNETUNE, "search", str(path)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+class Lines:
+    """The output of a process, read in a thread, so a test can wait for a given line."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc, self.lines, self._new = proc, [], threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            with self._new:
+                self.lines.append(line)
+                self._new.notify_all()
+        with self._new:
+            self._new.notify_all()
+
+    def wait_for(self, text: str, timeout: float = 600) -> bool:
+        deadline = time.time() + timeout
+        with self._new:
+            while not any(text in line for line in self.lines):
+                if self.proc.poll() is not None and self.proc.stdout.closed or time.time() > deadline:
+                    return False
+                self._new.wait(timeout=1.0)
+        return True
+
+    def finish(self, timeout: float = 900) -> tuple[int, str]:
+        code = self.proc.wait(timeout=timeout)
+        time.sleep(0.2)
+        return code, "".join(self.lines)
+
+
+def test_trials_spread_over_both_workers_and_a_lost_node_s_trial_is_retried(tmp_path, mlflow_server):
+    """The node of the third trial to finish epoch 1 goes away (its raylet killed from inside
+    the trial): the trial is retried on the other node and finishes; nothing is lost or
+    duplicated."""
     with LocalCluster(workers=2, cpus_per_worker=1, head_cpus=0) as cluster:
+        env = {"address": cluster.address, "env": cluster.env}
         data = _config(
             tmp_path,
             "it-nodes",
@@ -45,54 +99,39 @@ def test_trials_spread_over_both_workers_and_survive_a_lost_worker_node(tmp_path
             search={"num_trials": 6, "max_concurrent": 2, "warm_start": [0.5, 0.7]},
             trial={"steps": 20, "max_failures": 3},
         )
-        path = tmp_path / "nodes.yaml"
-        path.write_text(yaml.safe_dump(data))
-        proc = subprocess.Popen(
-            [PRUNETUNE, "search", str(path)],
-            env=cluster.env,
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-
-        def finished_nodes():
-            try:
-                _, _, children = _runs(mlflow_server, "it-nodes")
-            except Exception:  # noqa: BLE001 - the experiment may not exist yet
-                return set()
-            return {c.data.tags.get("prunetune.node_id") for c in children if c.info.status == "FINISHED"}
-
-        deadline = time.time() + 400
-        while time.time() < deadline and proc.poll() is None and len(finished_nodes() - {None}) < 2:
-            time.sleep(0.5)
-        assert len(finished_nodes() - {None}) == 2, "trials did not run on both worker nodes"
-        assert cluster.kill_worker(2) > 0  # a machine lost mid-search, with its running trial
-        out, _ = proc.communicate(timeout=900)
-        assert proc.returncode == 0, out[-3000:]
+        code, out = Lines(_start(tmp_path, env, data, fault="node=3@1")).finish()
+        assert code == 0, out[-3000:]
+        assert "lost its worker: retry 1" in out
 
     _, _, children = _runs(mlflow_server, "it-nodes")
     ids = [c.data.tags["prunetune.trial_id"] for c in children]
     assert len(ids) == len(set(ids)) == 6  # every trial accounted for, one child run each
-    for c in children:
-        assert c.info.status == "FINISHED" or c.data.tags.get("prunetune.error"), c.info.run_id
-    assert sum(c.info.status == "FINISHED" for c in children) >= 5
+    assert all(c.info.status == "FINISHED" for c in children), [c.data.tags.get("prunetune.error") for c in children]
+    retried = [c for c in children if c.data.tags.get("prunetune.retries")]
+    assert len(retried) == 1 and retried[0].data.tags["prunetune.retries"] == "1"
+    arrived_third = (tmp_path / "arrival-node-1-3").read_text()  # the trial the fault took down
+    assert retried[0].data.tags["prunetune.trial_id"] == arrived_third
+    assert len({c.data.tags["prunetune.node_id"] for c in children}) == 2  # both nodes ran trials
 
 
-def _start(tmp_path, cluster, data: dict) -> subprocess.Popen:
-    path = tmp_path / f"{data['name']}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return subprocess.Popen(
-        [PRUNETUNE, "search", str(path)],
-        env=cluster["env"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+def test_killing_a_worker_node_touches_no_other_node_or_cluster():
+    """Two local clusters at once: worker 1 of the first is killed; the second cluster's
+    worker 1 (same resource name) and the first cluster's worker 2 live on."""
+    from cluster.local import _alive, node_processes
+
+    with LocalCluster(workers=2, cpus_per_worker=1) as a, LocalCluster(workers=1, cpus_per_worker=1) as b:
+        other = node_processes({b.worker_raylets[1]}) | node_processes({a.worker_raylets[2]})
+        assert a.kill_worker(1) > 0
+        time.sleep(1.0)
+        assert not _alive(a.worker_raylets[1])
+        assert all(_alive(p) for p in other)
+        b_raylet = b.worker_raylets[1]
+    assert not _alive(b_raylet)  # stopping a cluster stops its own nodes
 
 
 def test_an_mlflow_outage_mid_search_loses_no_result(tmp_path, three_nodes):
+    """The tracking server goes away after the first trial and comes back only once the
+    driver has noticed (no fixed sleep): every result is written after all."""
     root, port = tmp_path / "mlflow", free_port()
     uri = f"http://127.0.0.1:{port}"
     server = start_mlflow(root, port)
@@ -104,15 +143,15 @@ def test_an_mlflow_outage_mid_search_loses_no_result(tmp_path, three_nodes):
         search={"num_trials": 6, "max_concurrent": 2, "warm_start": [0.5, 0.7]},
         trial={"steps": 20},
     )
-    proc = _start(tmp_path, three_nodes, data)
+    run = Lines(_start(tmp_path, three_nodes, data))
     try:
-        assert wait_for_finished(uri, "it-outage", 1, proc), "no trial finished before the outage"
-        stop_mlflow(server)  # the tracking server goes away for 20 seconds mid-search
-        time.sleep(20)
+        assert run.wait_for("[1/6]"), "no trial finished before the outage"
+        stop_mlflow(server)
+        assert run.wait_for("MLflow unreachable"), "the driver did not notice the outage"
         server = start_mlflow(root, port)
-        out, _ = proc.communicate(timeout=900)
-        assert proc.returncode == 0, out[-3000:]
-        assert "MLflow unreachable" in out and "buffer written" in out
+        code, out = run.finish()
+        assert code == 0, out[-3000:]
+        assert "buffer written" in out
 
         client, parents, children = _runs(uri, "it-outage")
         ids = [c.data.tags["prunetune.trial_id"] for c in children]
@@ -126,10 +165,48 @@ def test_an_mlflow_outage_mid_search_loses_no_result(tmp_path, three_nodes):
         stop_mlflow(server)
 
 
+def test_an_outage_through_the_end_of_a_search_is_synced_later(tmp_path, three_nodes):
+    """MLflow goes away after the first trial and is still gone when the search ends: the
+    search exits 3 (not 2: the input was fine) saying where everything is; once MLflow is
+    back, `prunetune sync` writes every saved result, closes the search run, and removes
+    the spill file."""
+    root, port = tmp_path / "mlflow", free_port()
+    uri = f"http://127.0.0.1:{port}"
+    server = start_mlflow(root, port)
+    data = _config(
+        tmp_path, "it-sync", uri, three_nodes["address"], search={"num_trials": 4, "warm_start": [0.5]}, trial={}
+    )
+    run = Lines(_start(tmp_path, three_nodes, data, PRUNETUNE_MLFLOW_PATIENCE="3"))
+    try:
+        assert run.wait_for("[1/4]"), "no trial finished before the outage"
+        stop_mlflow(server)
+        code, out = run.finish()
+        assert code == 3, out[-3000:]
+        spill = tmp_path / "runs" / "it-sync" / "mlflow-pending.json"
+        assert spill.is_file() and "prunetune sync it-sync" in out and "Traceback" not in out
+        server = start_mlflow(root, port)
+        sync = [PRUNETUNE, "sync", "it-sync", "--storage", str(tmp_path / "runs"), "--tracking-uri", uri]
+        done = subprocess.run(sync, env=three_nodes["env"], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0 and "replayed" in done.stdout, done.stdout + done.stderr
+        assert not spill.exists()
+        client, parents, children = _runs(uri, "it-sync")
+        ids = [c.data.tags["prunetune.trial_id"] for c in children]
+        assert len(ids) == len(set(ids)) == 4 and all(c.info.status == "FINISHED" for c in children)
+        assert parents[0].info.status == "FINISHED"
+        front = json.loads(
+            Path(client.download_artifacts(parents[0].info.run_id, "pareto/front.json", str(tmp_path))).read_text()
+        )
+        assert len(front["trials"]) == 4
+        again = subprocess.run(sync, env=three_nodes["env"], capture_output=True, text=True, timeout=300)
+        assert again.returncode == 0 and "nothing to sync" in again.stdout  # once
+    finally:
+        stop_mlflow(server)
+
+
 def test_resume_after_the_driver_is_killed_repeats_and_duplicates_nothing(tmp_path, mlflow_server, three_nodes):
-    """The driver is SIGKILLed mid-search, in the second of its Tune runs (trials_per_run
-    3: runs of 3, 3 and 2 trials); `--resume` finishes it. Tune's state lives at a storage
-    URI (file:// here; s3:// on a cluster), not in the driver's directory."""
+    """The driver is SIGKILLed right after its 4th finished trial, in the second of its
+    Tune runs (trials_per_run 3: runs of 3, 3 and 2 trials); `--resume` finishes it.
+    Tune's state lives at a storage URI (file:// here; s3:// on a cluster)."""
     data = _config(
         tmp_path,
         "it-resume",
@@ -139,12 +216,10 @@ def test_resume_after_the_driver_is_killed_repeats_and_duplicates_nothing(tmp_pa
         trial={"steps": 12},
     )
     data["storage"] = f"file://{tmp_path}/shared"
-    proc = _start(tmp_path, three_nodes, data)
-    wait_for_finished(mlflow_server, "it-resume", 4, proc)
-    proc.send_signal(signal.SIGKILL)  # the driver dies without a chance to save anything
-    out, _ = proc.communicate(timeout=180)
+    code, out = Lines(_start(tmp_path, three_nodes, data, fault="driver=KILL@4")).finish(timeout=600)
+    assert code == -signal.SIGKILL, out[-3000:]
     first = {c.data.tags["prunetune.trial_id"]: c.info.run_id for c in finished_children(mlflow_server, "it-resume")}
-    assert 4 <= len(first) < 8, out
+    assert 3 <= len(first) <= 4, out  # the 4th may not have reached MLflow before the kill
     assert (tmp_path / "shared" / "it-resume" / "tune-1").is_dir()  # Tune's snapshots are at the URI
 
     done = subprocess.run(
@@ -157,7 +232,7 @@ def test_resume_after_the_driver_is_killed_repeats_and_duplicates_nothing(tmp_pa
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "resuming the search stored at file://" in done.stdout
-    assert any(f"/it-resume/tune-{i}" in done.stdout for i in (1, 2))  # the run it was in, not the first
+    assert "/it-resume/tune-1" in done.stdout  # the run it was in, not the first
     client, parents, children = _runs(mlflow_server, "it-resume")
     ids = [c.data.tags["prunetune.trial_id"] for c in children]
     assert len(parents) == 1 and len(ids) == len(set(ids)) == 8
@@ -166,6 +241,42 @@ def test_resume_after_the_driver_is_killed_repeats_and_duplicates_nothing(tmp_pa
         assert {c.info.run_id for c in children if c.data.tags["prunetune.trial_id"] == trial_id} == {run_id}
         steps = [m.step for m in client.get_metric_history(run_id, "train_loss")]
         assert len(steps) == len(set(steps))
+
+
+def test_ctrl_c_stops_a_search_that_resume_finishes(tmp_path, mlflow_server, three_nodes):
+    """Ctrl-C (SIGINT, sent by the driver to itself after its 2nd finished trial): exit 130,
+    the search run KILLED, no run left RUNNING, the --resume hint; the resume counts the
+    trials already done and finishes the search, running none of them again."""
+    data = _config(
+        tmp_path, "it-sigint", mlflow_server, three_nodes["address"], search={"num_trials": 5}, trial={"steps": 12}
+    )
+    code, out = Lines(_start(tmp_path, three_nodes, data, fault="driver=INT@2")).finish(timeout=600)
+    assert code == 130, out[-3000:]
+    assert "--resume" in out and "Tuner.restore" not in out
+    client, parents, children = _runs(mlflow_server, "it-sigint")
+    assert parents[0].info.status == "KILLED"
+    assert all(c.info.status != "RUNNING" for c in children), [c.info.status for c in children]
+    done_before = {c.data.tags["prunetune.trial_id"]: c.info.run_id for c in children if c.info.status == "FINISHED"}
+    assert len(done_before) >= 2
+
+    resumed = subprocess.run(
+        [PRUNETUNE, "search", str(tmp_path / "it-sigint.yaml"), "--resume"],
+        env=three_nodes["env"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    counts = [int(line.split("/")[0][1:]) for line in resumed.stdout.splitlines() if line.startswith("[")]
+    assert counts and counts[0] > len(done_before) - 1 and counts[-1] == 5  # the count goes on from what was done
+    client, parents, children = _runs(mlflow_server, "it-sigint")
+    ids = [c.data.tags["prunetune.trial_id"] for c in children]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(ids) == len(set(ids)) == 5 and all(c.info.status == "FINISHED" for c in children)
+    for trial_id, run_id in done_before.items():
+        steps = [m.step for m in client.get_metric_history(run_id, "train_loss")]
+        assert len(steps) == len(set(steps)), trial_id  # not trained again
 
 
 def test_trials_that_turn_nan_fail_with_their_reason_and_the_search_goes_on(tmp_path, mlflow_server, three_nodes):
@@ -177,9 +288,8 @@ def test_trials_that_turn_nan_fail_with_their_reason_and_the_search_goes_on(tmp_
         search={"num_trials": 3},
         trial={"lr": 1e12, "steps": 60},
     )
-    proc = _start(tmp_path, three_nodes, bad)
-    out, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0 and "(0 of 0 finished trials)" in out, out[-3000:]
+    code, out = Lines(_start(tmp_path, three_nodes, bad)).finish(timeout=600)
+    assert code == 0 and "(0 of 0 finished trials)" in out, out[-3000:]
     _, parents, children = _runs(mlflow_server, "it-fail")
     assert len(children) == 3 and all(c.info.status == "FAILED" for c in children)
     assert all("non-finite" in c.data.tags["prunetune.error"] for c in children)

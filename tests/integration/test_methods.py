@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from mlflow.tracking import MlflowClient
 
 from tests.integration.test_search import PRUNETUNE, _config, _runs, _search
 
@@ -58,6 +59,23 @@ def test_method_runs_end_to_end_inside_a_search(name, tmp_path, mlflow_server, r
         params = [c.data.params for c in children]
         uniform = [p for p in params if len({v for k, v in p.items() if k.startswith("stage")}) == 1]
         assert len(uniform) < len(params)
+    if trial["criterion"] in ("auto", "paam"):  # promotion cuts the network as the trial did
+        _promotes_as_the_trial_cut(tmp_path, ray_cluster, mlflow_server, children[0], trial["criterion"])
+
+
+def _promotes_as_the_trial_cut(tmp_path, cluster, uri, trial_run, criterion: str) -> None:
+    cmd = [PRUNETUNE, "promote", trial_run.info.run_id, "--epochs", "1", "--workers", "1"]
+    cmd += ["--address", cluster["address"], "--tracking-uri", uri]
+    done = subprocess.run(cmd, env=cluster["env"], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(done.stdout[done.stdout.index("{") :])
+    client = MlflowClient(uri)
+    meta = json.loads(
+        Path(client.download_artifacts(result["run_id"], "prunetune/model.json", str(tmp_path))).read_text()
+    )
+    expected = trial_run.data.tags["prunetune.criterion"] if criterion == "auto" else "paam"
+    assert meta["criterion"] == expected and expected != "auto"
+    assert result["macs"] == trial_run.data.metrics["macs"]
 
 
 def test_prune_command_logs_one_run_with_the_allocation(tmp_path, mlflow_server, ray_cluster):

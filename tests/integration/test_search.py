@@ -12,6 +12,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from orchestrator.pareto import pareto_front
+from tests.integration.conftest import SHARED
 
 pytestmark = pytest.mark.integration
 PRUNETUNE = str(Path(sys.executable).parent / "prunetune")
@@ -22,7 +23,7 @@ def _config(tmp_path, name, uri, address, search=None, trial=None) -> dict:
         "name": name,
         "model": {"arch": "resnet20"},
         "data": {"name": "digits"},
-        "baseline": {"epochs": 2},
+        "baseline": {"epochs": 2, "path": SHARED.get("baseline")},  # trained once per session (conftest)
         "search": {
             "granularity": "stage",
             "num_trials": 6,
@@ -144,3 +145,49 @@ def test_front_targets_put_each_trial_at_its_sampled_macs(tmp_path, mlflow_serve
     for c, target in zip(children, targets):
         assert abs(c.data.metrics["macs_ratio"] - target) <= 0.02, (target, c.data.metrics["macs_ratio"])
     assert 0 < parents[0].data.metrics["front_hypervolume"] < 1
+
+
+def test_a_local_search_starts_its_own_ray_beside_a_ray_start_cluster_and_a_name_is_one_search(tmp_path, mlflow_server):
+    """A cluster that `ray start` left on the machine (here with no CPUs, where a search that
+    joined it would wait forever) is not joined: without --address a search starts its own
+    Ray. Then the same name again is refused (exit 2, naming --resume), and nothing of the
+    first search is overwritten."""
+    import tempfile
+
+    from cluster.local import LocalCluster
+
+    ray_tmp = Path(tempfile.mkdtemp(prefix="ptl_"))  # short: Ray's socket paths are length-limited
+    cluster = LocalCluster(workers=0, head_cpus=0)
+    cluster.temp_dir = ray_tmp / "ray"  # where a plain ray.init() looks for the last `ray start`
+    with cluster:
+        env = {**cluster.env, "RAY_TMPDIR": str(ray_tmp)}
+        assert (ray_tmp / "ray" / "ray_current_cluster").is_file()
+        data = _config(tmp_path, "it-local", mlflow_server, None, search={"num_trials": 2, "warm_start": [0.5, 1.0]})
+        done = _search(tmp_path, {"env": env}, data)
+        assert "[2/2]" in done.stdout and "joined the Ray cluster" not in done.stdout
+        tuner = tmp_path / "runs" / "it-local" / "tune" / "tuner.pkl"
+        stamp = tuner.stat().st_mtime_ns
+        again = subprocess.run(
+            [PRUNETUNE, "search", str(tmp_path / "it-local.yaml")],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert again.returncode == 2 and "--resume" in again.stderr and "already exists" in again.stderr, again.stderr
+    assert "Traceback" not in again.stderr and tuner.stat().st_mtime_ns == stamp
+    _, parents, children = _runs(mlflow_server, "it-local")
+    assert len(parents) == 1 and len(children) == 2
+
+
+def test_a_named_cluster_that_does_not_answer_is_one_line_before_any_work(tmp_path, mlflow_server):
+    from cluster.local import free_port
+
+    data = _config(tmp_path, "it-noray", mlflow_server, f"127.0.0.1:{free_port()}", search={"num_trials": 1})
+    path = tmp_path / "noray.yaml"
+    path.write_text(yaml.safe_dump(data))
+    done = subprocess.run([PRUNETUNE, "search", str(path)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "no Ray cluster answers there" in done.stderr, done.stderr[-2000:]
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "runs" / "it-noray").exists()  # refused before the baseline

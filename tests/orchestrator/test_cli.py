@@ -63,3 +63,58 @@ def test_resume_ignores_settings_the_stored_search_predates_and_where_it_runs():
     now = {"search.num_trials": 8, "search.added_later": 1, "cluster.address": None, "data.root": "/b"}
     assert resume_changes(stored, now) == []
     assert resume_changes(stored, {**now, "search.num_trials": 9}) == ["search.num_trials 8 -> 9"]
+
+
+def test_an_unreachable_or_mistyped_tracking_uri_is_one_line(tmp_path, capsys, monkeypatch):
+    from cluster.local import free_port
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text("name: q\n")
+    down = f"http://127.0.0.1:{free_port()}"
+    for argv in (
+        ["pareto", "q", "--tracking-uri", down],
+        ["pareto", "q", "--tracking-uri", "htp://nowhere"],
+        ["search", str(cfg), "--resume", "--tracking-uri", down],
+        ["search", str(cfg), "--tracking-uri", down],
+    ):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, (argv, err)
+        assert ("cannot be reached" in err or "cannot be read" in err) and argv[-1] in err, (argv, err)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_pareto_honours_the_environment_and_plots_into_a_new_folder(tmp_path, capsys, monkeypatch):
+    from orchestrator.tracking import SearchRecord
+
+    uri = f"sqlite:///{tmp_path}/elsewhere.db"
+    record = SearchRecord.open(uri, "q", str(tmp_path / "runs"), resume=False)
+    record.log_baseline({"val_accuracy": 0.9, "macs": 1e8})
+    spec = json.dumps({"channels": {"g": 4}})
+    for i, (acc, macs) in enumerate([(0.8, 2e7), (0.85, 5e7), (0.7, 6e7)]):
+        result = {"val_accuracy": acc, "macs": macs, "macs_ratio": macs / 1e8, "params": 9, "spec_json": spec}
+        record.log_final(f"t{i}", {"stage0": 0.5}, result)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    plot = tmp_path / "new" / "deeper" / "front.png"
+    assert main(["pareto", "q", "--format", "json", "--plot", str(plot)]) == 0
+    captured = capsys.readouterr()
+    assert {t["trial"] for t in json.loads(captured.out)["trials"]} == {"t0", "t1"}
+    assert plot.is_file() and str(plot) in captured.err
+    assert not (tmp_path / "mlflow.db").exists()  # MLFLOW_TRACKING_URI, not the default store
+
+
+def test_a_model_prunetune_cannot_cut_is_refused_before_any_data_or_baseline(tmp_path, capsys, monkeypatch):
+    import time
+
+    monkeypatch.chdir(tmp_path)
+    cfg = tmp_path / "s.yaml"
+    for arch, says in (("torchvision/shufflenet_v2_x1_0", "cannot be channel-pruned"), ("resnet21", "unknown")):
+        cfg.write_text(f"name: m\nmodel: {{arch: '{arch}'}}\n")
+        t0 = time.perf_counter()
+        assert main(["search", str(cfg)]) == 2
+        err = capsys.readouterr().err
+        assert says in err and arch in err and "Traceback" not in err
+        assert time.perf_counter() - t0 < 20  # refused at once: no baseline was trained
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow.db").exists()

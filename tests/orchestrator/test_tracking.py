@@ -98,8 +98,13 @@ def test_a_trial_costs_the_same_few_calls_early_and_late_and_the_tags_mark_the_f
     again.client = Counted(again.client)
     again.baseline = record.baseline
     again.finish()
-    assert again.client.calls["set_tag"] == 0
+    assert again.client.calls["set_tag"] == 1  # the search run's description only, no pareto tag again
     assert {r["trial"] for r in again.rows() if r["pareto"]} == front
+    note = MlflowClient(uri).get_run(record.parent_run_id).data.tags["mlflow.note.content"]
+    assert all(f"[{t}](#/experiments/" in note for t in front) and "tags.prunetune.pareto = 'true'" in note
+    assert MlflowClient(uri).get_experiment(record.experiment_id).tags["mlflow.experimentKind"] == (
+        "custom_model_development"
+    )
     hv = MlflowClient(uri).get_run(record.parent_run_id).data.metrics["front_hypervolume"]
     assert hv == pytest.approx(hypervolume([(a, m / 1e8) for a, m in points], (0.0, 1.0)))
     assert 0 < hv < 1
@@ -212,3 +217,17 @@ def test_the_callback_of_a_resumed_search_counts_what_is_done(tmp_path):
     cb._write = lambda op, *args: None
     cb.on_trial_result(0, [], SimpleNamespace(trial_id="c", config={}), {**_result(0.7, 5 * 10**6), "final": 1})
     assert lines[-1].startswith("[3/5]") and "front 3 points" in lines[-1]
+
+
+def test_the_callback_state_tune_snapshots_brings_back_the_count_and_the_front(tmp_path):
+    cb = TrackingCallback(None, "exp", "r0", 4, {"val_accuracy": 0.9, "macs": 1e8}, tmp_path / "s", say=lambda _t: None)
+    cb._write = lambda op, *args: None
+    for i, (acc, macs) in enumerate(_points(2, seed=4)):
+        cb.on_trial_result(0, [], SimpleNamespace(trial_id=f"t{i}", config={}), {**_result(acc, macs), "final": 1})
+    restored = TrackingCallback(None, "exp", "r0", 4, {"val_accuracy": 0.9, "macs": 1e8}, tmp_path / "s")
+    lines = []
+    restored.say = lines.append
+    restored._write = lambda op, *args: None
+    restored.set_state(cb.get_state())
+    restored.on_trial_result(0, [], SimpleNamespace(trial_id="t9", config={}), {**_result(0.5, 10**6), "final": 1})
+    assert lines[-1].startswith("[3/4]") and len(restored.front) >= 2

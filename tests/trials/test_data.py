@@ -55,8 +55,10 @@ def test_missing_roots_say_which_files_to_put_where(tmp_path):
         load_train_val(DataConfig(name="svhn", root=None))
     with pytest.raises(UserError, match="one sub-folder of images per class"):
         load_train_val(DataConfig(name="imagefolder", root=str(tmp_path)))
-    with pytest.raises(UserError, match="data.name 'mnist' is unknown"):
+    with pytest.raises(UserError, match="'mnist' needs a folder holding train-images-idx3-ubyte"):
         load_train_val(DataConfig(name="mnist"))
+    with pytest.raises(UserError, match="data.name 'emnist' is unknown"):
+        load_train_val(DataConfig(name="emnist"))
 
 
 def test_imagefolder_carves_validation_from_train(tmp_path):
