@@ -192,7 +192,11 @@ class LocalCluster:
 
     def stop(self) -> None:
         """Stop this cluster's processes only: `ray stop` would stop every Ray on the machine."""
-        terminate(processes_of(str(self.temp_dir)))
+        # and whatever a lost worker node left behind (its agents outlive a killed raylet)
+        # (a dead raylet's pid may be reused: only pids that are still raylets are taken)
+        known = set(self.worker_raylets.values())
+        left = (node_processes(known) - known) | _raylets(known)
+        terminate(processes_of(str(self.temp_dir)) | left)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     def __enter__(self) -> LocalCluster:

@@ -48,6 +48,12 @@ def format_rows(rows: list[dict], limit: int | None = None) -> str:
     return "\n".join(lines)
 
 
+# Set by the driver before Tune restores a run's snapshot (which holds the callback as it
+# was pickled when the run started): what the restored callback takes from this process
+# rather than from the snapshot (the tracking URI a --resume may change, the printer).
+RESTORING: dict = {}
+
+
 class TrackingCallback(Callback):
     def __init__(
         self,
@@ -85,6 +91,8 @@ class TrackingCallback(Callback):
         the process (the writer's thread, an injected fault) comes from this one."""
         self.__dict__.update(state)
         self.fault = faults.driver_fault()
+        for key, value in RESTORING.items():  # where this driver records: --resume may change it
+            setattr(self, key, value)
         self._started, self._seeded = None, len(self.done)  # elapsed and ETA: this driver's share
         self.writer.say, self.writer.on_write, self.writer.open_target = self._print, self._timed, self._open_record
 

@@ -18,6 +18,7 @@ from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
 from cluster.connect import connect
+from orchestrator import progress
 from orchestrator.baseline import Baseline, method_points, prepare_baseline
 from orchestrator.config import SearchConfig, dump_config
 from orchestrator.progress import TrackingCallback
@@ -352,6 +353,7 @@ def _tune_runs(cfg: SearchConfig, resume: bool, trainable, callback, new_searche
         restoring = i == first and bool(restorable)
         if restoring:
             say(f"resuming the search stored at {experiment}")
+            progress.RESTORING.update(uri=callback.uri, say=callback.say, drain_timeout=callback.drain_timeout)
             tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=True)
         else:
             if resume and i == first:  # no run has a snapshot (first is 0)

@@ -231,3 +231,21 @@ def test_the_callback_state_tune_snapshots_brings_back_the_count_and_the_front(t
     restored.set_state(cb.get_state())
     restored.on_trial_result(0, [], SimpleNamespace(trial_id="t9", config={}), {**_result(0.5, 10**6), "final": 1})
     assert lines[-1].startswith("[3/4]") and len(restored.front) >= 2
+
+
+def test_a_callback_restored_from_a_tune_snapshot_records_where_this_driver_records(tmp_path):
+    """Tune restores a run's callbacks as they were pickled when the run started; a resume
+    may change the tracking URI, so the restored callback takes it from this process."""
+    import pickle
+
+    import orchestrator.progress as progress
+
+    cb = TrackingCallback("sqlite:///old.db", "exp", "r0", 3, {"val_accuracy": 0.9, "macs": 1e8}, tmp_path / "s")
+    frozen = pickle.dumps(cb)
+    progress.RESTORING.update(uri="sqlite:///new.db")
+    try:
+        restored = pickle.loads(frozen)
+    finally:
+        progress.RESTORING.clear()
+    assert restored.uri == "sqlite:///new.db" and restored.fault is None
+    assert restored.writer.open_target.__self__ is restored  # the writer opens the record where it now lives
