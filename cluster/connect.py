@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 
-from trials.errors import UserError
+from trials.errors import UserError, first_line
 
 FAULT_VARS = ("PRUNETUNE_FAULT", "PRUNETUNE_FAULT_DIR")  # fault tests only: forwarded to workers
 
@@ -51,7 +51,7 @@ def connect(address: str | None, say=print) -> None:
     try:
         ray.init(address=address, **kwargs)
     except Exception as exc:  # noqa: BLE001 - Ray raises several kinds here; all mean "not joined"
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        first = first_line(exc)
         hint = " (is RAY_AUTH_MODE=token with the cluster's RAY_AUTH_TOKEN set?)" if "token" in first.lower() else ""
         raise UserError(f"--address {address}: could not join the Ray cluster: {first}{hint}") from None
     res = ray.cluster_resources()

@@ -21,7 +21,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from orchestrator.pareto import Front, hypervolume, pareto_ranks
-from trials.errors import UserError
+from trials.errors import UserError, first_line
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 BASELINE_ARTIFACT = "baseline/baseline.pt"
@@ -51,7 +51,7 @@ def client_for(uri: str | None) -> MlflowClient:
     try:
         return MlflowClient(tracking_uri=uri)
     except Exception as exc:  # noqa: BLE001 - an unknown scheme, a malformed URI: one line for people
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        first = first_line(exc, 200)
         raise UserError(f"the MLflow tracking store {uri} cannot be read: {first}") from None
 
 
@@ -63,7 +63,7 @@ def get_experiment(client: MlflowClient, name: str):
     try:
         return client.get_experiment_by_name(name)
     except Exception as exc:  # noqa: BLE001 - sorted: outage or a bad URI, both told in one line
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        first = first_line(exc, 200)
         what = "cannot be reached" if is_outage(exc) else "cannot be read"
         raise UserError(f"the MLflow tracking store {client.tracking_uri} {what}: {first}") from None
 
@@ -399,7 +399,7 @@ def run_with_role(client: MlflowClient, run_id: str, role: str):
         run = client.get_run(run_id)
     except Exception as exc:  # noqa: BLE001 - told apart: the store is down, or the run is not there
         if is_outage(exc):
-            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            first = first_line(exc, 200)
             raise UserError(f"the MLflow tracking store {client.tracking_uri} cannot be reached: {first}") from None
         if not isinstance(exc, MlflowException):
             raise

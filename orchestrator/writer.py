@@ -25,6 +25,8 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
+from trials.errors import first_line
+
 SPILL_FORMAT = "prunetune-spill/1"
 
 
@@ -190,8 +192,7 @@ class BufferedWriter:
         return True
 
     def _reject(self, op: str, args: tuple, exc: BaseException) -> None:
-        first_line = (str(exc).strip().splitlines() or [""])[0][:300]
-        entry = {"op": op, "args": list(args), "error": f"{type(exc).__name__}: {first_line}"}
+        entry = {"op": op, "args": list(args), "error": f"{type(exc).__name__}: {first_line(exc)}"}
         self.rejected.append(entry)
         self.say(
             f"MLflow refused the {op} write of trial {_trial_of(args)} ({entry['error']}); "

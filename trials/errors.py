@@ -14,3 +14,9 @@ class UserError(ValueError):
 
 class TrialFailed(RuntimeError):
     """A trial ran but produced no usable result (for instance a NaN loss)."""
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's first line (its type name when it has no message): what a one-line
+    error shows of an engine's multi-line traceback text."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]

@@ -54,14 +54,6 @@ def _result(acc: float, macs: int, epoch: int = 2) -> dict:
     }
 
 
-@pytest.fixture
-def store(tmp_path):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    record = SearchRecord.open(uri, "exp", str(tmp_path / "runs"), resume=False)
-    record.log_baseline({"val_accuracy": 0.99, "macs": 1e8})
-    return uri, record
-
-
 def _children(uri: str, record: SearchRecord) -> dict:
     client = MlflowClient(uri)
     runs = client.search_runs([record.experiment_id], f"tags.`mlflow.parentRunId` = '{record.parent_run_id}'")

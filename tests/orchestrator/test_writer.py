@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import socket
 
-import pytest
 import requests
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, TEMPORARILY_UNAVAILABLE
@@ -27,14 +26,6 @@ def _result(acc: float) -> dict:
     }
 
 
-@pytest.fixture
-def record(tmp_path):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    rec = SearchRecord.open(uri, "exp", str(tmp_path / "runs"), resume=False)
-    rec.log_baseline({"val_accuracy": 0.99, "macs": 1e8})
-    return uri, rec
-
-
 def _children(uri: str, rec: SearchRecord) -> dict:
     runs = MlflowClient(uri).search_runs([rec.experiment_id], f"tags.`mlflow.parentRunId` = '{rec.parent_run_id}'")
     return {r.data.tags["prunetune.trial_id"]: r for r in runs}
@@ -48,8 +39,8 @@ def test_outages_are_told_from_refusals():
     assert not is_outage(TypeError("not serialisable"))
 
 
-def test_a_write_mlflow_refuses_is_set_aside_once_and_later_writes_go_on(record, tmp_path):
-    uri, rec = record
+def test_a_write_mlflow_refuses_is_set_aside_once_and_later_writes_go_on(store, tmp_path):
+    uri, rec = store
     lines: list[str] = []
     spill = Spill(tmp_path / "spill.json", experiment="exp", parent_run_id=rec.parent_run_id)
     writer = BufferedWriter(lambda: SearchRecord(uri, "exp", rec.parent_run_id), spill, say=lines.append)
@@ -65,8 +56,8 @@ def test_a_write_mlflow_refuses_is_set_aside_once_and_later_writes_go_on(record,
     assert [w["args"][0] for w in saved["rejected"]] == ["t1"] and saved["writes"] == []
 
 
-def test_a_spill_is_replayed_in_order_once_and_removed(record, tmp_path):
-    uri, rec = record
+def test_a_spill_is_replayed_in_order_once_and_removed(store, tmp_path):
+    uri, rec = store
     with socket.socket() as s:  # a port nothing listens on: the outage lasts the whole drain
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"
@@ -102,10 +93,10 @@ def test_a_spill_is_replayed_in_order_once_and_removed(record, tmp_path):
     assert replay_spill(Spill(path), open_record, say=lambda _t: None) == 0  # once
 
 
-def test_the_writer_survives_pickling_without_its_thread(record, tmp_path):
+def test_the_writer_survives_pickling_without_its_thread(store, tmp_path):
     import pickle
 
-    uri, rec = record
+    uri, rec = store
     writer = BufferedWriter(lambda: SearchRecord(uri, "exp", rec.parent_run_id), Spill(tmp_path / "s.json"))
     writer.put("log_final", "t0", {"stage0": 0.5}, _result(0.9))
     writer.stop(5.0)
