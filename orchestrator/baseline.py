@@ -78,20 +78,32 @@ def prepare_baseline(cfg: SearchConfig, device, say=print) -> Baseline:
     return Baseline(model, metrics, info, scores, history)
 
 
-def method_points(cfg: SearchConfig, base: Baseline, graph, var_map: dict[str, list[str]]) -> list[dict]:
+SENSITIVITY_FRONT_TARGETS = (0.25, 0.5, 0.75)  # front mode: the sensitivity warm start's MACs targets
+
+
+def method_points(cfg: SearchConfig, base: Baseline, graph, var_map: dict[str, list[str]], smap=None) -> list[dict]:
     """Warm-start points from the methods named in ``search.warm_start_methods``, as
-    sampled variables on the search grid."""
+    sampled variables on the search grid (``smap``: the sensitivity map, when named)."""
     s = cfg.search
     values = grid(s.keep_min, s.keep_max, s.keep_step)
-    points = []
+    allocations = []
     for method in s.warm_start_methods:
         if method == "adapruner":
             target = (s.macs_target or 0.5) * base.metrics["macs"]
             spec, _ = allocate(graph, target, keep_min=s.keep_min, keep_max=s.keep_max, round_to=s.round_to)
-            ratios = spec.ratios(graph.groups)
+            allocations.append(spec.ratios(graph.groups))
+        elif method == "sensitivity":
+            from trials.sensitivity import allocate as by_sensitivity
+
+            for t in [s.macs_target] if s.macs_target else SENSITIVITY_FRONT_TARGETS:
+                kw = {"keep_min": s.keep_min, "keep_max": s.keep_max, "round_to": s.round_to}
+                spec, _, _ = by_sensitivity(graph, smap, t * base.metrics["macs"], **kw)
+                allocations.append(spec.ratios(graph.groups))
         else:  # paam: the filters whose learned score clears the threshold
             spec = threshold_spec(base.scores, graph.groups, cfg.baseline.paam_threshold)
-            ratios = spec.ratios(graph.groups)
+            allocations.append(spec.ratios(graph.groups))
+    points = []
+    for ratios in allocations:
         point = {}
         for var, groups in var_map.items():
             r = sum(ratios[g] for g in groups) / len(groups)

@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("prune", help="prune by one method's allocation (no search), fine-tune, log one MLflow run")
     p.add_argument("config")
-    p.add_argument("--method", choices=("adapruner", "uniform", "paam"), required=True)
+    p.add_argument("--method", choices=("adapruner", "uniform", "paam", "sensitivity"), required=True)
     p.add_argument("--macs-target", type=float, default=None, help="fraction of baseline MACs to keep, e.g. 0.5")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key by dotted path")
     p.add_argument("--tracking-uri", default=None)

@@ -81,7 +81,9 @@ class SearchSection(_Strict):
     warm_start: list[float] = [0.5, 0.75, 1.0]  # uniform keep ratios evaluated first
     # ... and allocations by method: adapruner (counts from BN importance, at macs_target or
     # 0.5) and paam (counts from thresholding the learned scores of a paam baseline)
-    warm_start_methods: list[Literal["adapruner", "paam"]] = []
+    # and sensitivity (one global accepted-accuracy-loss threshold over the per-group
+    # sensitivity map, bisected onto macs_target, or onto 0.25, 0.5, 0.75 in front mode)
+    warm_start_methods: list[Literal["adapruner", "paam", "sensitivity"]] = []
     # front mode: sample each trial's MACs target as a variable of its own and scale its
     # per-layer ratios onto it, so that the trials spread over the whole MACs range (per-layer
     # ratios drawn independently average out to middling MACs: bench/search_quality.py)
@@ -166,6 +168,16 @@ class TrialSection(_Strict):
         )
 
 
+class SensitivitySection(_Strict):
+    """The per-group sensitivity map (``prune --method sensitivity``, the sensitivity warm
+    start): each group cut alone to ``levels`` keep ratios from search.keep_min below 1.0,
+    BN recalibrated on trial.adaptive_bn_batches (at least 1) train batches, scored on
+    ``val_batches`` val batches (all when unset)."""
+
+    levels: int = Field(6, ge=1, le=100)
+    val_batches: int | None = Field(None, ge=1, le=1_000_000)
+
+
 class TrackingSection(_Strict):
     uri: str | None = None  # default: sqlite:///mlflow.db in the working directory
 
@@ -181,6 +193,7 @@ class SearchConfig(_Strict):
     baseline: BaselineSection = BaselineSection()
     search: SearchSection = SearchSection()
     trial: TrialSection = TrialSection()
+    sensitivity: SensitivitySection = SensitivitySection()
     tracking: TrackingSection = TrackingSection()
     cluster: ClusterSection = ClusterSection()
     # Where Ray Tune's and Ray Train's results go, under storage/name: a local path, a

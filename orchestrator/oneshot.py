@@ -2,8 +2,11 @@
 
 Methods: ``adapruner`` (counts from BN importance, one global factor bisected onto the
 MACs target), ``uniform`` (every group keeps the same share, bisected onto the target)
-and ``paam`` (counts from thresholding the learned scores of a PAAM baseline; with a
-MACs target, those counts are scaled onto it). The fine-tune is the config's trial
+``paam`` (counts from thresholding the learned scores of a PAAM baseline; with a
+MACs target, those counts are scaled onto it) and ``sensitivity`` (the per-group
+sensitivity map, one global threshold on the accepted loss of accuracy bisected onto the
+MACs target: NVIDIA ModelOpt FastNAS's and AIMET's default, with coupled layers cut as
+one group). The fine-tune is the config's trial
 fine-tune (its criterion, ``auto`` included, its epochs, its regularizer).
 """
 
@@ -17,7 +20,7 @@ from pathlib import Path
 
 from orchestrator.baseline import Baseline, prepare_baseline
 from orchestrator.config import SearchConfig, dump_config
-from orchestrator.tracking import CRITERION, ROLE, client_for, experiment_id
+from orchestrator.tracking import CRITERION, ROLE, client_for, experiment_id, log_sensitivity
 from trials.adapruner import allocate
 from trials.baseline import save_checkpoint
 from trials.budget import project_ratios
@@ -27,17 +30,22 @@ from trials.regularizers import threshold_spec
 from trials.spec import ChannelSpec
 from trials.trial import TrialConfig, resolve_device, run_trial
 
-METHODS = ("adapruner", "uniform", "paam")
+METHODS = ("adapruner", "uniform", "paam", "sensitivity")
 
 
-def method_spec(cfg: SearchConfig, base: Baseline, method: str, macs_target: float | None) -> ChannelSpec:
-    """The per-group counts ``method`` gives for the baseline."""
+def check_method(method: str, macs_target: float | None) -> None:
+    """Refuse a bad method or target before any baseline is trained."""
     if method not in METHODS:
         raise UserError(f"--method '{method}' is unknown: use one of {', '.join(METHODS)}")
     if macs_target is not None and not 0 < macs_target < 1:
         raise UserError(f"--macs-target must be in (0, 1), got {macs_target}")
-    if method in ("adapruner", "uniform") and macs_target is None:
+    if method in ("adapruner", "uniform", "sensitivity") and macs_target is None:
         raise UserError(f"--method {method} needs --macs-target (the fraction of baseline MACs to keep)")
+
+
+def method_spec(cfg: SearchConfig, base: Baseline, method: str, macs_target: float | None, say=print) -> ChannelSpec:
+    """The per-group counts ``method`` gives for the baseline."""
+    check_method(method, macs_target)
     info, s = base.info, cfg.search
     graph = build_graph(base.model, (info.in_channels, info.input_size, info.input_size), info.arch)
     kw = {"keep_min": s.keep_min, "keep_max": s.keep_max, "round_to": s.round_to, "arch": info.arch}
@@ -47,6 +55,14 @@ def method_spec(cfg: SearchConfig, base: Baseline, method: str, macs_target: flo
         return allocate(graph, target, **kw)[0]
     if method == "uniform":
         return project_ratios(graph, {g.name: 1.0 for g in graph.groups}, target, **kw)[0]
+    if method == "sensitivity":
+        from orchestrator.sensitivity import sensitivity_map
+        from trials.sensitivity import allocate as by_sensitivity
+
+        smap = sensitivity_map(cfg, base, graph, say)
+        spec, _, threshold = by_sensitivity(graph, smap, target, **kw)
+        say(f"sensitivity: threshold {100 * threshold:.2f} points of val accuracy per group")
+        return spec
     if not base.scores:
         raise UserError("--method paam needs a baseline trained with baseline.regularizer: paam")
     spec = threshold_spec(base.scores, graph.groups, cfg.baseline.paam_threshold, info.arch)
@@ -57,10 +73,11 @@ def method_spec(cfg: SearchConfig, base: Baseline, method: str, macs_target: flo
 
 def run_prune(cfg: SearchConfig, method: str, macs_target: float | None, say=print) -> dict:
     """Prune the baseline by ``method``, fine-tune it as a trial does, log one MLflow run."""
+    check_method(method, macs_target)
     device = resolve_device(cfg.trial.device) if cfg.trial.gpu > 0 else "cpu"
     cfg.storage_dir().mkdir(parents=True, exist_ok=True)
     base = prepare_baseline(cfg, device, say)
-    spec = method_spec(cfg, base, method, macs_target)
+    spec = method_spec(cfg, base, method, macs_target, say)
     t = cfg.trial
     say(f"{method}: {sum(spec.channels.values())} channels kept over {len(spec.channels)} groups; fine-tuning ...")
     tc = TrialConfig(
@@ -89,6 +106,11 @@ def run_prune(cfg: SearchConfig, method: str, macs_target: float | None, say=pri
             client.log_metric(rid, f"baseline_{k}", float(v))
     client.log_text(rid, json.dumps(result["spec"], indent=2, sort_keys=True), "spec.json")
     client.log_text(rid, dump_config(cfg), "config.yaml")
+    if method == "sensitivity":
+        from orchestrator.sensitivity import sensitivity_map
+
+        graph = build_graph(base.model, (base.info.in_channels,) + (base.info.input_size,) * 2, base.info.arch)
+        log_sensitivity(client, rid, sensitivity_map(cfg, base, graph, lambda _m: None))
     client.log_text(rid, json.dumps(asdict(tc.finetune)), "finetune.json")
     if result.get("criterion_scores"):
         client.log_text(rid, json.dumps(result["criterion_scores"], sort_keys=True), "criterion_scores.json")

@@ -68,3 +68,23 @@ def write_png(rows: list[dict], path: str | Path, title: str, baseline: dict | N
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def write_sensitivity_png(levels: list[float], scores: dict[str, list[float]], base: float, path: str | Path) -> Path:
+    """Heatmap of a sensitivity map: groups (rows) by keep ratio (columns), coloured by
+    the loss of val accuracy against the uncut network."""
+    import matplotlib.pyplot as plt
+
+    groups = list(scores)
+    drop = [[100 * (base - v) for v in scores[g]] for g in groups]
+    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(levels), 1.0 + 0.28 * len(groups)))
+    im = ax.imshow(drop, aspect="auto", cmap="magma_r", vmin=0)
+    ax.set_xticks(range(len(levels)), [f"{x:.2f}" for x in levels])
+    ax.set_yticks(range(len(groups)), groups, fontsize=7)
+    ax.set_xlabel("keep ratio of the group (alone)")
+    ax.set_title("loss of val accuracy (points) after adaptive BN")
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

@@ -23,6 +23,7 @@ from orchestrator.baseline import Baseline, method_points, prepare_baseline
 from orchestrator.config import SearchConfig, dump_config
 from orchestrator.progress import TrackingCallback
 from orchestrator.resume import check_new, check_resume, flat_config
+from orchestrator.sensitivity import sensitivity_map
 from orchestrator.space import (
     TARGET,
     distributions,
@@ -32,7 +33,7 @@ from orchestrator.space import (
     variables,
     warm_start_points,
 )
-from orchestrator.tracking import SearchRecord
+from orchestrator.tracking import SearchRecord, log_sensitivity
 from orchestrator.trainable import trainable as trainable_fn
 from orchestrator.writer import Spill, replay_spill
 from trials.budget import MacsModel
@@ -240,10 +241,10 @@ def _trainable(cfg: SearchConfig, base: Baseline, var_map: dict, record: SearchR
     )
 
 
-def _new_searcher(cfg: SearchConfig, base: Baseline, graph, var_map: dict) -> PrunetuneOptunaSearch:
+def _new_searcher(cfg: SearchConfig, base: Baseline, graph, var_map: dict, smap=None) -> PrunetuneOptunaSearch:
     s, names = cfg.search, list(var_map)
     metric, mode = (["val_accuracy", "macs"], ["max", "min"]) if s.mode == "front" else ("val_accuracy", "max")
-    points = method_points(cfg, base, graph, var_map) + warm_start_points(
+    points = method_points(cfg, base, graph, var_map, smap) + warm_start_points(
         names, _warm_levels(s), s.keep_min, s.keep_max, s.keep_step
     )
     return PrunetuneOptunaSearch(
@@ -327,10 +328,14 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
     _tune_env()
     base, graph, var_map = _prepare(cfg, resume, say)
     record, callback = _record(cfg, base, resume, say)
+    smap = None
+    if "sensitivity" in cfg.search.warm_start_methods:  # Ray tasks over the cluster, cached
+        smap = sensitivity_map(cfg, base, graph, say)
+        log_sensitivity(record.client, record.parent_run_id, smap)
     trainable = _trainable(cfg, base, var_map, record, resume)
     t0, started_at = time.perf_counter(), time.time()
     try:
-        _tune_runs(cfg, resume, trainable, callback, lambda: _new_searcher(cfg, base, graph, var_map), say)
+        _tune_runs(cfg, resume, trainable, callback, lambda: _new_searcher(cfg, base, graph, var_map, smap), say)
     except (KeyboardInterrupt, SearchStopped):
         _stop(record, callback, say)
         raise SearchStopped() from None

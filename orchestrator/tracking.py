@@ -453,3 +453,20 @@ def read_front(uri: str | None, experiment: str, say=None) -> tuple[list[dict], 
         else None
     )
     return front_rows(trials), baseline
+
+
+SENSITIVITY_DIR = "sensitivity"  # a run's sensitivity map: map.json, table.json, heatmap.png
+
+
+def log_sensitivity(client: MlflowClient, run_id: str, smap) -> None:
+    """A sensitivity map on ``run_id``: the document (``map.json``, which ``SensitivityMap``
+    reads back), a table (per group, the monotone score at each keep ratio) and a heatmap."""
+    from orchestrator.plots import write_sensitivity_png
+
+    if any(a.path.endswith("map.json") for a in client.list_artifacts(run_id, SENSITIVITY_DIR)):
+        return
+    client.log_text(run_id, json.dumps(smap.to_dict(), indent=1), f"{SENSITIVITY_DIR}/map.json")
+    client.log_text(run_id, json.dumps(smap.table()), f"{SENSITIVITY_DIR}/table.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        png = write_sensitivity_png(list(smap.levels), smap.scores, smap.base, Path(tmp) / "heatmap.png")
+        client.log_artifact(run_id, str(png), SENSITIVITY_DIR)

@@ -20,7 +20,7 @@ METHOD_SEARCHES = {
     "it-dafp": (
         {"regularizer": "dafp", "target_sparsity": 0.3},
         {"criterion": "dafp", "evaluation": "adaptive_bn"},
-        {"warm_start_methods": ["adapruner"]},
+        {"warm_start_methods": ["adapruner", "sensitivity"]},
     ),
     # PAAM: learned scores as criterion and as a warm-start point; FFR during trial fine-tunes
     "it-paam": (
@@ -55,6 +55,9 @@ def test_method_runs_end_to_end_inside_a_search(name, tmp_path, mlflow_server, r
                 Path(client.download_artifacts(c.info.run_id, "criterion_scores.json", str(tmp_path))).read_text()
             )
             assert scores[chosen] == max(scores.values())
+    if "sensitivity" in search.get("warm_start_methods", []):  # the map, computed by Ray tasks, is logged
+        logged = {a.path for a in client.list_artifacts(parents[0].info.run_id, "sensitivity")}
+        assert logged == {"sensitivity/map.json", "sensitivity/table.json", "sensitivity/heatmap.png"}
     if search.get("warm_start_methods"):  # the method's point is the first trial Optuna ran
         params = [c.data.params for c in children]
         uniform = [p for p in params if len({v for k, v in p.items() if k.startswith("stage")}) == 1]
@@ -95,3 +98,25 @@ def test_prune_command_logs_one_run_with_the_allocation(tmp_path, mlflow_server,
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"spec.json", "model", "criterion_scores.json"}
     bad = subprocess.run(cmd[:-2], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "--macs-target" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_prune_by_sensitivity_bisects_onto_the_target_and_logs_the_map(tmp_path, mlflow_server, ray_cluster):
+    data = _config(tmp_path, "it-sens", mlflow_server, ray_cluster["address"])
+    data["sensitivity"] = {"levels": 3}
+    path = tmp_path / "prune.yaml"
+    path.write_text(yaml.safe_dump(data))
+    cmd = [PRUNETUNE, "prune", str(path), "--method", "sensitivity", "--macs-target", "0.4"]
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "sensitivity: threshold" in done.stdout
+    result = json.loads(done.stdout[done.stdout.index("{") :])
+    assert abs(result["macs_ratio"] - 0.4) <= 0.004
+    client, _, _ = _runs(mlflow_server, "it-sens")
+    run = client.get_run(result["run_id"])
+    assert run.data.tags["prunetune.method"] == "sensitivity"
+    logged = {a.path for a in client.list_artifacts(run.info.run_id, "sensitivity")}
+    assert logged == {"sensitivity/map.json", "sensitivity/table.json", "sensitivity/heatmap.png"}
+    table = json.loads(
+        Path(client.download_artifacts(run.info.run_id, "sensitivity/table.json", str(tmp_path))).read_text()
+    )
+    assert len(table["group"]) >= 10 and len([k for k in table if k.startswith("keep_")]) == 4  # 3 levels and 1.0

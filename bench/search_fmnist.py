@@ -1,0 +1,384 @@
+"""Search quality on a real dataset, at equal compute: Fashion-MNIST, ResNet-20.
+
+Setting (tractable on 2 CPU cores, one thread per process): images at 16x16 (bilinear
+from 28x28); one baseline, trained once on half the training images (27,000, 8 epochs)
+and cached under runs/bench/; the val split (5% of the 60,000 training images, 3,000) is
+what every method selects on; the official 10,000 test images are read only to report.
+Every pruned network gets the same brief fine-tune (1 epoch over a tenth of the training
+split, 5,400 images, after adaptive BN). Budget mode: every configuration is scaled onto
+the MACs target (25% and 10% of the baseline's MACs: 75% and 90% cuts).
+
+Methods, each with the same compute: a budget of trial-seconds (BUDGET brief fine-tunes'
+worth, measured on this machine at the start), spent as each method spends it:
+  uniform      one ratio everywhere (one fine-tune; more compute does not change it)
+  adapruner    AdaPruner's allocation from BN importance (one fine-tune)
+  sensitivity  the per-group sensitivity map (its cost counted) and one global threshold
+               bisected onto the target (NVIDIA ModelOpt FastNAS / AIMET style), one fine-tune
+  random       random per-group ratios, each fine-tuned, best val
+  eagleeye     random candidates scored by adaptive BN (EagleEye), the best TOP fine-tuned
+  tpe+sens     prunetune's search as it runs today with ``sampler: tpe`` and
+               ``warm_start_methods: [sensitivity]``: the map, then TPE, every trial fine-tuned
+  screened     the candidate default: the map, then TPE in a space around the sensitivity
+               allocation (a multiplicative offset per group), candidates scored by adaptive
+               BN, the best TOP fine-tuned
+The winner of each method is chosen on val accuracy, then fine-tuned again (FINAL epochs,
+a data order no search saw) and scored once on the test split. Seeds vary the samplers,
+the random draws and the fine-tunes' data orders; the baseline is shared. Deltas are
+paired per seed. Run: ``python -m bench.search_fmnist --seeds 5`` (needs
+``make fashion-mnist``); ``--seed-range A B`` runs a share of the seeds, so two
+processes can split them, and ``--report`` merges what bench/results holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import time
+from pathlib import Path
+
+import optuna
+import torch
+
+from bench.report import ROOT, machine, publish
+from trials.adapruner import allocate as adapruner_allocate
+from trials.baseline import ModelInfo, load_model, save_checkpoint, train_baseline
+from trials.cost import count_cost
+from trials.data import DataConfig, load_test
+from trials.groups import build_graph
+from trials.prune import rebuild
+from trials.sensitivity import SensitivityMap, base_score, group_curve, keep_levels
+from trials.sensitivity import allocate as sensitivity_allocate
+from trials.spec import ChannelSpec
+from trials.train import FinetuneConfig, evaluate
+from trials.trial import TrialConfig, run_trial
+
+ARCH, SIZE = "resnet20", 16
+FMNIST = "/usr/share/datasets/fashion-mnist"
+DATA = DataConfig(
+    name="fashion_mnist", root=FMNIST, image_size=SIZE, val_fraction=0.05, train_fraction=0.1, batch_size=64
+)
+BASE_DATA = DataConfig(
+    name="fashion_mnist", root=FMNIST, image_size=SIZE, val_fraction=0.05, train_fraction=0.5, batch_size=128
+)
+BASELINE = {"epochs": 8, "lr": 0.1}
+FINETUNE = {"epochs": 1, "lr": 0.01}
+FINAL = {"epochs": 2, "lr": 0.01}
+ADAPTIVE_BN = 10
+CUTS = (0.75, 0.9)
+KEEP_MIN, KEEP_MAX, KEEP_STEP = 0.1, 1.0, 0.05
+BUDGET = 10  # brief fine-tunes' worth of trial-seconds per method and cut
+TOP = 3  # fine-tunes after screening
+SENS_LEVELS, SENS_VAL_BATCHES = 4, 16  # 1,024 val images score each cut group
+METHODS = ("uniform", "adapruner", "sensitivity", "random", "eagleeye", "tpe+sens", "screened")
+DEFAULT = "screened"
+CPU = torch.device("cpu")
+CACHE = ROOT / "runs" / "bench" / f"fmnist-{ARCH}-{SIZE}.pt"
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+class Bench:
+    def __init__(self):
+        info = ModelInfo(ARCH, 10, 1, SIZE)
+        if CACHE.is_file():
+            model, _ = load_model(CACHE, info)
+        else:
+            torch.set_num_threads(2)
+            model, _ = train_baseline(info, BASE_DATA, FinetuneConfig(**BASELINE, seed=0), "cpu", log=print)
+            save_checkpoint(CACHE, model, info)
+        torch.set_num_threads(1)
+        self.info = info
+        self.state = {k: v.clone() for k, v in model.state_dict().items()}
+        self.graph = build_graph(model, (1, SIZE, SIZE), ARCH)
+        self.macs = count_cost(model, (1, SIZE, SIZE)).macs
+        self.test = load_test(DATA)
+        self.baseline_val = base_score(ARCH, info, self.state, DATA)
+        model.load_state_dict(self.state)
+        self.baseline_test = evaluate(model, self.test, CPU)["accuracy"]
+        self._smap: tuple[SensitivityMap, float] | None = None
+
+    # -- the units of work, each timed -------------------------------------------------
+    def _cfg(self, ratios, target: float, seed: int, evaluation: str, ft: dict) -> TrialConfig:
+        return TrialConfig(
+            arch=ARCH,
+            baseline=self.state,
+            data=DATA,
+            keep=ratios,
+            macs_target=target,
+            keep_min=KEEP_MIN,
+            keep_max=KEEP_MAX,
+            adaptive_bn_batches=ADAPTIVE_BN,
+            evaluation=evaluation,
+            finetune=FinetuneConfig(**ft, seed=seed),
+            device="cpu",
+        )
+
+    def finetune(self, ratios, target: float, seed: int) -> dict:
+        t0 = time.perf_counter()
+        r = run_trial(self._cfg(ratios, target, seed, "finetune", FINETUNE))
+        return {
+            "val": r["val_accuracy"],
+            "spec": r["spec"],
+            "macs_ratio": r["macs_ratio"],
+            "s": time.perf_counter() - t0,
+        }
+
+    def screen(self, ratios, target: float) -> dict:
+        t0 = time.perf_counter()
+        r = run_trial(self._cfg(ratios, target, 0, "adaptive_bn", FINETUNE))
+        return {
+            "val": r["val_accuracy"],
+            "spec": r["spec"],
+            "macs_ratio": r["macs_ratio"],
+            "s": time.perf_counter() - t0,
+        }
+
+    def final_test(self, spec: dict, seed: int) -> float:
+        """The chosen counts, fine-tuned again (a data order no search saw), scored on test."""
+        cfg = self._cfg(None, None, 10_000 + seed, "finetune", FINAL)
+        cfg.keep, cfg.macs_target, cfg.spec = None, None, ChannelSpec.from_dict(spec)
+        r = run_trial(cfg)
+        model = rebuild(ARCH, cfg.spec, 10, 1, SIZE)
+        model.load_state_dict(r["state_dict"])
+        return evaluate(model, self.test, CPU)["accuracy"]
+
+    def smap(self) -> tuple[SensitivityMap, float]:
+        """The sensitivity map and the seconds it took (computed once, charged to every use)."""
+        if self._smap is None:
+            t0 = time.perf_counter()
+            levels = keep_levels(KEEP_MIN, SENS_LEVELS)
+            top = base_score(ARCH, self.info, self.state, DATA, val_batches=SENS_VAL_BATCHES)
+            raw = {}
+            for g in self.graph.groups:
+                curve = group_curve(
+                    ARCH, self.info, self.state, g.name, g.channels, levels, DATA,
+                    calib_batches=ADAPTIVE_BN, val_batches=SENS_VAL_BATCHES,
+                )  # fmt: skip
+                raw[g.name] = curve + [top]
+            channels = {g.name: g.channels for g in self.graph.groups}
+            self._smap = (SensitivityMap(levels + (1.0,), raw, top, channels), time.perf_counter() - t0)
+        return self._smap
+
+    def ratios_of(self, spec: ChannelSpec) -> dict[str, float]:
+        return spec.ratios(self.graph.groups)
+
+
+def _names(b: Bench) -> list[str]:
+    return [g.name for g in b.graph.groups]
+
+
+def _space(names):
+    return {n: optuna.distributions.FloatDistribution(KEEP_MIN, KEEP_MAX, step=KEEP_STEP) for n in names}
+
+
+def run_cell(b: Bench, cut: float, seed: int, budget: float, say=print) -> dict:
+    target = 1 - cut
+    names = _names(b)
+    out: dict = {}
+
+    def record(name: str, tried: list[dict], spent: float, extra: dict | None = None) -> None:
+        best = max(tried, key=lambda r: r["val"])
+        out[name] = {"val": best["val"], "spec": best["spec"], "macs_ratio": best["macs_ratio"], "seconds": spent,
+                     "tried": len(tried), **(extra or {})}  # fmt: skip
+
+    # one allocation each
+    r = b.finetune(1.0, target, seed)
+    record("uniform", [r], r["s"])
+    spec, _ = adapruner_allocate(b.graph, target * b.macs, keep_min=KEEP_MIN, keep_max=KEEP_MAX, arch=ARCH)
+    r = b.finetune(b.ratios_of(spec), target, seed)
+    record("adapruner", [r], r["s"])
+    smap, map_s = b.smap()
+    spec, _, threshold = sensitivity_allocate(b.graph, smap, target * b.macs, keep_min=KEEP_MIN, arch=ARCH)
+    sens = b.ratios_of(spec)
+    r = b.finetune(sens, target, seed)
+    record("sensitivity", [r], map_s + r["s"], {"threshold": threshold})
+
+    # random: fine-tune random draws until the budget is spent
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed), direction="maximize")
+    tried, spent, est = _finetuned(b, study, names, target, seed, budget, 0.0, r["s"])
+    record("random", tried, spent)
+
+    # eagleeye: random candidates screened by adaptive BN, the best TOP fine-tuned
+    out["eagleeye"] = _screened(b, names, target, seed, budget, est, prior=None, map_s=0.0)
+
+    # tpe+sens: the search as it runs today (sensitivity point first, TPE, all fine-tuned)
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed), direction="maximize")
+    grid = [KEEP_MIN + i * KEEP_STEP for i in range(round((KEEP_MAX - KEEP_MIN) / KEEP_STEP) + 1)]
+    study.enqueue_trial({n: min(grid, key=lambda v: abs(v - sens[n])) for n in names})
+    tried, spent, _ = _finetuned(b, study, names, target, seed, budget, map_s, est)
+    record("tpe+sens", tried, spent)
+
+    out["screened"] = _screened(b, names, target, seed, budget, est, prior=sens, map_s=map_s)
+    say(f"seed {seed} cut {cut:.0%}: " + ", ".join(f"{k} {v['val']:.4f} ({v['tried']})" for k, v in out.items()))
+    for row in out.values():  # the winners, fine-tuned again, read once on test
+        row["test"] = b.final_test(row["spec"], seed)
+    say(f"seed {seed} cut {cut:.0%} test: " + ", ".join(f"{k} {v['test']:.4f}" for k, v in out.items()))
+    return out
+
+
+def _finetuned(b: Bench, study, names, target, seed, budget, spent: float, est: float):
+    """Ask, fine-tune, tell, while the budget leaves room for one more fine-tune."""
+    tried: list[dict] = []
+    while spent + est <= budget or not tried:
+        t = study.ask(_space(names))
+        row = b.finetune(dict(t.params), target, seed)
+        study.tell(t, row["val"])
+        tried.append(row)
+        spent += row["s"]
+        est = statistics.mean(x["s"] for x in tried)
+    return tried, spent, est
+
+
+def _screened(b: Bench, names, target, seed, budget, ft_s, prior, map_s) -> dict:
+    """Candidates scored by adaptive BN while the budget leaves TOP fine-tunes, then the
+    best TOP by that score fine-tuned. ``prior``: TPE over a multiplicative offset per
+    group around these ratios (else random ratios)."""
+    if prior is None:
+        sampler, space = optuna.samplers.RandomSampler(seed=seed), _space(names)
+    else:
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=8, multivariate=True)
+        space = {n: optuna.distributions.FloatDistribution(-1.0, 1.0) for n in names}  # log2 offsets
+    study = optuna.create_study(sampler=sampler, direction="maximize")
+    if prior is not None:
+        study.enqueue_trial(dict.fromkeys(names, 0.0))
+    spent, screened = map_s, []
+    while spent + TOP * ft_s <= budget or len(screened) < TOP:
+        t = study.ask(space)
+        if prior is None:
+            ratios = dict(t.params)
+        else:
+            ratios = {n: min(KEEP_MAX, max(KEEP_MIN, prior[n] * 2 ** t.params[n])) for n in names}
+        row = b.screen(ratios, target)
+        study.tell(t, row["val"])
+        screened.append({**row, "ratios": ratios})
+        spent += row["s"]
+    chosen, seen = [], set()
+    for row in sorted(screened, key=lambda r: -r["val"]):
+        key = json.dumps(row["spec"], sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            chosen.append(row)
+        if len(chosen) == TOP:
+            break
+    tuned = []
+    for row in chosen:
+        r = b.finetune(row["ratios"], target, seed)
+        tuned.append({**r, "screen": row["val"]})
+        spent += r["s"]
+    best = max(tuned, key=lambda r: r["val"])
+    return {"val": best["val"], "spec": best["spec"], "macs_ratio": best["macs_ratio"], "seconds": spent,
+            "tried": len(screened), "screen": best["screen"]}  # fmt: skip
+
+
+def run(seeds: list[int], say=print) -> dict:
+    t0 = time.perf_counter()
+    b = Bench()
+    say(f"baseline: val {b.baseline_val:.4f}, test {b.baseline_test:.4f}, MACs {b.macs / 1e6:.2f} M")
+    ft = [b.finetune(1.0, 0.25, 0)["s"] for _ in range(2)]
+    budget = BUDGET * statistics.median(ft)
+    say(f"budget: {budget:.0f} s per method and cut ({BUDGET} x {statistics.median(ft):.1f} s)")
+    results = {"budget_s": budget, "baseline_val": b.baseline_val, "baseline_test": b.baseline_test,
+               "map_seconds": b.smap()[1], "seeds": {}}  # fmt: skip
+    for seed in seeds:
+        results["seeds"][str(seed)] = {f"{c:.2f}": run_cell(b, c, seed, budget, say) for c in CUTS}
+        _save_partial(results, seeds)
+    results["seconds"] = time.perf_counter() - t0
+    return results
+
+
+def _partial_path(seeds) -> Path:
+    return ROOT / "bench" / "results" / f"search_fmnist.seeds-{min(seeds)}-{max(seeds)}.json"
+
+
+def _save_partial(results: dict, seeds) -> None:
+    path = _partial_path(seeds)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1))
+
+
+def _ms(xs: list[float], scale: float = 100.0, digits: int = 2) -> str:
+    sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
+    return f"{scale * statistics.mean(xs):.{digits}f} ± {scale * sd:.{digits}f}"
+
+
+def merge() -> dict:
+    parts = sorted((ROOT / "bench" / "results").glob("search_fmnist.seeds-*.json"))
+    merged: dict = {"seeds": {}}
+    for p in parts:
+        data = json.loads(p.read_text())
+        merged.update({k: v for k, v in data.items() if k != "seeds"})
+        merged["seeds"].update(data["seeds"])
+    return merged
+
+
+def table(results: dict) -> str:
+    seeds = results["seeds"]
+    n = len(seeds)
+    lines = [
+        "## Search quality on Fashion-MNIST, at equal compute",
+        "",
+        "`python -m bench.search_fmnist --seeds 5` (after `make fashion-mnist`). ResNet-20 on Fashion-MNIST at "
+        f"{SIZE}x{SIZE}; one baseline ({BASELINE['epochs']} epochs on 27,000 training images; val "
+        f"{100 * results['baseline_val']:.2f}%, test {100 * results['baseline_test']:.2f}%). Every method spends the "
+        f"same compute: {results['budget_s']:.0f} trial-seconds per cut ({BUDGET} brief fine-tunes: 1 epoch over 5,400 "
+        f"images after adaptive BN); the sensitivity map ({results['map_seconds']:.0f} s, {SENS_LEVELS} keep ratios "
+        f"per group, scored on {SENS_VAL_BATCHES * 64} val images) is charged in full to every method that reads it. "
+        "Each method's winner is chosen on val accuracy (3,000 images), fine-tuned again for "
+        f"{FINAL['epochs']} epochs with a data order no search saw, and read once on the 10,000 test images. "
+        f"Mean ± sd over {n} seeds (sampler, draws and data orders; the baseline is shared); Δ: paired difference "
+        f"to **{DEFAULT}**, the candidate default (positive: {DEFAULT} is ahead).",
+        f"Machine: {results.get('machine', '?')}; {results.get('date', '?')}; one thread per process.",
+        "",
+        "| method | " + " | ".join(f"test, {c:.0%} cut | Δ to {DEFAULT}" for c in CUTS) + " | configurations tried |",
+        "|---|" + "---|---|" * len(CUTS) + "---|",
+    ]
+    for m in METHODS:
+        cells = []
+        for c in CUTS:
+            key = f"{c:.2f}"
+            acc = [s[key][m]["test"] for s in seeds.values()]
+            delta = [s[key][DEFAULT]["test"] - s[key][m]["test"] for s in seeds.values()]
+            cells += [_ms(acc), "" if m == DEFAULT else _ms(delta)]
+        tried = statistics.mean(s[f"{c:.2f}"][m]["tried"] for s in seeds.values() for c in CUTS)
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {tried:.0f} |")
+    lines += ["", "Val accuracy of the winners (what each method selected on), in %:", ""]
+    lines += ["| method | " + " | ".join(f"{c:.0%} cut" for c in CUTS) + " |", "|---|" + "---|" * len(CUTS)]
+    for m in METHODS:
+        lines.append(
+            f"| {m} | " + " | ".join(_ms([s[f"{c:.2f}"][m]["val"] for s in seeds.values()]) for c in CUTS) + " |"
+        )
+    spent = [
+        s[f"{c:.2f}"][m]["seconds"]
+        for s in seeds.values()
+        for c in CUTS
+        for m in ("random", "eagleeye", "tpe+sens", "screened")
+    ]
+    lines += [
+        "",
+        f"Seconds spent by the budgeted methods: {min(spent):.0f} to {max(spent):.0f} (budget {results['budget_s']:.0f}).",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seed-range", type=int, nargs=2, metavar=("FIRST", "LAST"))
+    parser.add_argument("--report", action="store_true", help="merge the seed files in bench/results and publish")
+    args = parser.parse_args()
+    if not args.report:
+        seeds = list(range(args.seed_range[0], args.seed_range[1] + 1)) if args.seed_range else list(range(args.seeds))
+        results = run(seeds)
+        results["machine"], results["date"] = machine(), time.strftime("%Y-%m-%d")
+        _save_partial(results, seeds)
+        if args.seed_range:
+            return
+    results = merge()
+    if not math.isfinite(results.get("budget_s", float("nan"))):
+        raise SystemExit("no results")
+    publish("search_fmnist", results, table(results))
+
+
+if __name__ == "__main__":
+    main()

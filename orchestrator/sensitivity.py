@@ -1,0 +1,75 @@
+"""The sensitivity map of a baseline: one job per channel group, as Ray tasks over the
+cluster when Ray is up (a search), in this process otherwise (``prunetune prune``),
+cached beside the baseline so that it is computed once per baseline and setting."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+
+from orchestrator.baseline import Baseline
+from orchestrator.config import SearchConfig
+from trials.sensitivity import SensitivityMap, base_score, group_curve, keep_levels
+
+
+def _key(cfg: SearchConfig, base: Baseline, levels: tuple[float, ...], criterion: str, calib: int) -> str:
+    h = hashlib.sha256()
+    for name, t in sorted(base.model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    setting = {
+        "arch": cfg.model.arch,
+        "data": cfg.data_config().__dict__,
+        "levels": levels,
+        "criterion": criterion,
+        "calib": calib,
+        "val_batches": cfg.sensitivity.val_batches,
+        "round_to": cfg.search.round_to,
+    }
+    h.update(json.dumps(setting, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def sensitivity_map(cfg: SearchConfig, base: Baseline, graph, say=print) -> SensitivityMap:
+    """The baseline's map, from the cache under the storage directory or computed."""
+    levels = keep_levels(cfg.search.keep_min, cfg.sensitivity.levels)
+    criterion = cfg.trial.criterion if cfg.trial.criterion in ("l1", "l2", "bn", "random") else "l1"
+    calib = max(1, cfg.trial.adaptive_bn_batches)
+    path = cfg.storage_dir() / f"sensitivity-{_key(cfg, base, levels, criterion, calib)}.json"
+    if path.is_file():
+        say(f"sensitivity: loaded {path}")
+        return SensitivityMap.from_dict(json.loads(path.read_text()))
+    info, data = base.info, cfg.data_config()
+    state = {k: v.detach().cpu().clone() for k, v in base.model.state_dict().items()}
+    kw = {
+        "criterion": criterion,
+        "round_to": cfg.search.round_to,
+        "calib_batches": calib,
+        "val_batches": cfg.sensitivity.val_batches,
+    }
+    jobs = [(g.name, g.channels) for g in graph.groups]
+    say(f"sensitivity: {len(jobs)} groups x {len(levels)} keep ratios, adaptive BN on {calib} batches ...")
+    curves = _run(cfg, info, state, jobs, levels, data, kw)
+    top = base_score(info.arch, info, state, data, val_batches=cfg.sensitivity.val_batches)
+    smap = SensitivityMap(
+        levels + (1.0,),
+        {name: curve + [top] for (name, _), curve in zip(jobs, curves)},
+        top,
+        dict(jobs),
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(smap.to_dict()))
+    say(f"sensitivity: saved to {path}")
+    return smap
+
+
+def _run(cfg: SearchConfig, info, state, jobs, levels, data, kw) -> list[list[float]]:
+    ray = sys.modules.get("ray")  # a search has connected; `prunetune prune` never loads Ray
+    if ray is None or not ray.is_initialized():
+        return [group_curve(info.arch, info, state, n, c, levels, data, **kw) for n, c in jobs]
+    device = "cuda" if cfg.trial.gpu > 0 else "cpu"  # Ray gives the task its GPU
+    task = ray.remote(num_cpus=cfg.trial.cpu, num_gpus=cfg.trial.gpu, max_retries=cfg.trial.max_failures)(group_curve)
+    ref = ray.put(state)
+    futures = [task.remote(info.arch, info, ref, n, c, levels, data, device=device, **kw) for n, c in jobs]
+    return ray.get(futures)
