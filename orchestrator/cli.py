@@ -111,7 +111,8 @@ def _search(args: argparse.Namespace) -> int:
         print(f"prunetune: tracking outage: {exc}", file=sys.stderr)
         return EXIT_OUTAGE
     front = [r for r in rows if r["pareto"]]
-    print(f"\nPareto front of '{cfg.name}' ({len(front)} of {len(rows)} finished trials):")
+    done = sum(not r.get("baseline") for r in rows)
+    print(f"\nPareto front of '{cfg.name}' ({len(front)} of {done} finished trials and the baseline):")
     print(format_rows(front))
     from orchestrator.tracking import resolve_uri
 

@@ -110,7 +110,7 @@ class TrackingCallback(Callback):
 
     def _open_record(self) -> SearchRecord:
         record = SearchRecord(self.uri, self.experiment, self.parent_run_id)
-        record.baseline = {k: self.baseline[k] for k in ("val_accuracy", "macs")}
+        record.baseline = {k: self.baseline[k] for k in ("val_accuracy", "macs", "params") if k in self.baseline}
         return record
 
     def _print(self, text: str) -> None:

@@ -52,7 +52,7 @@ def resolve_trial_run(client, target: str, max_macs_ratio: float | None):
     experiment ``target`` with ``macs_ratio <= max_macs_ratio``."""
     if max_macs_ratio is not None:
         rows, _ = read_front(client.tracking_uri, target)
-        fit = [r for r in rows if r["pareto"] and r["macs_ratio"] <= max_macs_ratio]
+        fit = [r for r in rows if r["pareto"] and not r.get("baseline") and r["macs_ratio"] <= max_macs_ratio]
         if not fit:
             raise UserError(f"experiment '{target}' has no front point with macs_ratio <= {max_macs_ratio}")
         target = max(fit, key=lambda r: (r["val_accuracy"], -r["macs"]))["run_id"]

@@ -73,8 +73,27 @@ def _chunks(items: list, n: int = 100):
         yield items[i : i + n]
 
 
-def front_rows(trials: list[dict]) -> list[dict]:
-    """Rank finished trials; each row gets ``rank`` and ``pareto``."""
+BASELINE_ROW = "baseline"  # the unpruned network's row of a front: trial "baseline", no run of its own
+
+
+def baseline_row(baseline: dict) -> dict:
+    return {
+        "trial": BASELINE_ROW,
+        "run_id": "",
+        "val_accuracy": float(baseline["val_accuracy"]),
+        "macs": int(baseline["macs"]),
+        "macs_ratio": 1.0,
+        "params": int(baseline.get("params", 0)),
+        "baseline": True,
+    }
+
+
+def front_rows(trials: list[dict], baseline: dict | None = None) -> list[dict]:
+    """Rank finished trials, with the unpruned baseline as one more point when given (it
+    is on every front at 1.0x MACs unless a trial beats it at no more MACs): a trial
+    below the baseline at its MACs is no result. Each row gets ``rank`` and ``pareto``."""
+    if baseline and baseline.get("macs"):
+        trials = [*trials, baseline_row(baseline)]
     ranks = pareto_ranks([(t["val_accuracy"], t["macs"]) for t in trials])
     rows = [{**t, "rank": r, "pareto": r == 0} for t, r in zip(trials, ranks)]
     return sorted(rows, key=lambda r: (r["rank"], r["macs"]))
@@ -121,12 +140,17 @@ NOTE = "mlflow.note.content"  # a run's description in the MLflow UI
 def summary(exp_id: str, rows: list[dict], baseline: dict | None, status: str) -> str:
     """The search run's description: the front as a table with links to its trial runs."""
     front = [r for r in rows if r["pareto"]]
-    lines = [f"**prunetune search** ({status.lower()}): {len(rows)} finished trials, {len(front)} on the Pareto front."]
+    done = sum(not r.get("baseline") for r in rows)
+    lines = [f"**prunetune search** ({status.lower()}): {done} finished trials, {len(front)} on the Pareto front."]
     if baseline:
         lines.append(f"Baseline: val_accuracy {baseline['val_accuracy']:.4f} at {baseline['macs'] / 1e6:.2f} M MACs.")
     lines += ["", "| val_accuracy | MACs (M) | macs_ratio | trial run |", "| ---: | ---: | ---: | --- |"]
     for r in front:
-        link = f"[{r['trial']}](#/experiments/{exp_id}/runs/{r['run_id']})"
+        link = (
+            "the baseline (unpruned)"
+            if r.get("baseline")
+            else f"[{r['trial']}](#/experiments/{exp_id}/runs/{r['run_id']})"
+        )
         lines.append(f"| {r['val_accuracy']:.4f} | {r['macs'] / 1e6:.2f} | {r['macs_ratio']:.3f} | {link} |")
     lines += [
         "",
@@ -181,7 +205,7 @@ class SearchRecord:
         self.client = client_for(uri)
         self.children: dict[str, str] = {}  # Ray trial id -> child run id
         self.finished: dict[str, dict] = {}  # Ray trial id -> final metrics row
-        self.baseline: dict | None = None
+        self._baseline: dict | None = None
         self._last_plot = self._last_front = 0.0
         self._tagged: dict[str, bool] = {}  # run id -> the pareto tag last written
         self._retag: dict[str, bool] = {}  # run id -> pareto tag to write (pushed off the front)
@@ -224,6 +248,17 @@ class SearchRecord:
                 self.finished[tid] = _row(tid, child.info.run_id, m)
                 self.front.add(child.info.run_id, self.finished[tid]["val_accuracy"], self.finished[tid]["macs"])
 
+    @property
+    def baseline(self) -> dict | None:
+        """The unpruned network's val_accuracy, macs (and params): a point of the front."""
+        return self._baseline
+
+    @baseline.setter
+    def baseline(self, value: dict | None) -> None:
+        self._baseline = value
+        if value and value.get("macs"):
+            self.front.add(BASELINE_ROW, float(value["val_accuracy"]), float(value["macs"]))
+
     # -- the parent run -------------------------------------------------------------
     def log_config(self, resolved_yaml: str, flat: dict) -> None:
         self.client.log_text(self.parent_run_id, resolved_yaml, "config.yaml")
@@ -236,7 +271,7 @@ class SearchRecord:
     def log_baseline(self, metrics: dict, history: list[dict] | None = None) -> None:
         """The baseline's metrics, and the course of its regularizer (one metric per
         quantity, stepped by training step: DAFP's coefficient and sparsity, ...)."""
-        self.baseline = {"val_accuracy": metrics["val_accuracy"], "macs": metrics["macs"]}
+        self.baseline = {k: metrics[k] for k in ("val_accuracy", "macs", "params") if k in metrics}
         now = int(time.time() * 1000)
         rows = [Metric(f"baseline_{k}", float(v), now, 0) for k, v in metrics.items() if isinstance(v, (int, float))]
         for point in history or []:
@@ -314,7 +349,7 @@ class SearchRecord:
         metrics = [Metric(k, float(result[k]), now, step) for k in FINAL_METRICS if k in result]
         self.finished[trial_id] = row = _row(trial_id, run_id, result)
         on_front, gone = self.front.add(run_id, row["val_accuracy"], row["macs"])
-        self._retag.update(dict.fromkeys(gone, False))
+        self._retag.update(dict.fromkeys((g for g in gone if g != BASELINE_ROW), False))
         tags = [RunTag(PARETO, "true" if on_front else "false")]
         if result.get("node_id"):
             tags.append(RunTag("prunetune.node_id", str(result["node_id"])))
@@ -340,7 +375,7 @@ class SearchRecord:
 
     # -- the front --------------------------------------------------------------------
     def rows(self) -> list[dict]:
-        return front_rows(list(self.finished.values()))
+        return front_rows(list(self.finished.values()), self.baseline)
 
     def write_front(self, plots: bool | None = None) -> list[dict]:
         """Write the front's ``pareto/`` artifacts (and tags the front kept as trials
@@ -364,7 +399,7 @@ class SearchRecord:
             return rows
         if plots:
             for r in rows:
-                if self._tagged.get(r["run_id"]) != r["pareto"]:
+                if not r.get("baseline") and self._tagged.get(r["run_id"]) != r["pareto"]:
                     self.client.set_tag(r["run_id"], PARETO, "true" if r["pareto"] else "false")
                     self._tagged[r["run_id"]] = r["pareto"]
         self._last_front = now
@@ -448,11 +483,15 @@ def read_front(uri: str | None, experiment: str, say=None) -> tuple[list[dict], 
     ]
     pm = parent.data.metrics
     baseline = (
-        {"val_accuracy": pm["baseline_val_accuracy"], "macs": pm["baseline_macs"]}
+        {
+            "val_accuracy": pm["baseline_val_accuracy"],
+            "macs": pm["baseline_macs"],
+            "params": pm.get("baseline_params", 0),
+        }
         if "baseline_val_accuracy" in pm
         else None
     )
-    return front_rows(trials), baseline
+    return front_rows(trials, baseline), baseline
 
 
 SENSITIVITY_DIR = "sensitivity"  # a run's sensitivity map: map.json, table.json, heatmap.png

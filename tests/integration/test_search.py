@@ -91,8 +91,12 @@ def test_front_search_records_one_child_per_trial_and_a_consistent_front(tmp_pat
         Path(client.download_artifacts(parent.info.run_id, "pareto/front.json", str(tmp_path))).read_text()
     )
     points = [(c.data.metrics["val_accuracy"], c.data.metrics["macs"]) for c in children]
-    expected = {children[i].info.run_id for i in pareto_front(points)}
-    assert {t["run_id"] for t in front["trials"] if t["pareto"]} == expected
+    pm = parent.data.metrics
+    points.append((pm["baseline_val_accuracy"], pm["baseline_macs"]))  # the unpruned network is a point too
+    on_front = pareto_front(points)
+    expected = {children[i].info.run_id for i in on_front if i < len(children)}
+    assert {t["run_id"] for t in front["trials"] if t["pareto"] and not t.get("baseline")} == expected
+    assert any(t.get("baseline") for t in front["trials"] if t["pareto"]) == (len(children) in on_front)
     assert {c.info.run_id for c in children if c.data.tags["prunetune.pareto"] == "true"} == expected
     assert "baseline_val_accuracy" in parent.data.metrics and "config.yaml" in {
         a.path for a in client.list_artifacts(parent.info.run_id)
@@ -105,7 +109,7 @@ def test_front_search_records_one_child_per_trial_and_a_consistent_front(tmp_pat
         text=True,
         check=True,
     )
-    assert {t["run_id"] for t in json.loads(out.stdout)["trials"]} == expected
+    assert {t["run_id"] for t in json.loads(out.stdout)["trials"] if not t.get("baseline")} == expected
 
 
 def test_budget_mode_projects_every_trial(tmp_path, mlflow_server, ray_cluster):
