@@ -38,12 +38,15 @@ def _duration(seconds: float) -> str:
 
 
 def format_rows(rows: list[dict], limit: int | None = None) -> str:
-    head = f"{'rank':>4}  {'val_acc':>8}  {'MACs (M)':>9}  {'ratio':>6}  {'params':>9}  trial"
+    """A table of ranked rows; its ``run`` column (a run-id prefix) and its ``trial``
+    column are both ids ``prunetune promote`` takes."""
+    head = f"{'rank':>4}  {'val_acc':>8}  {'MACs (M)':>9}  {'ratio':>6}  {'params':>9}  {'run':<8}  trial"
     lines = [head]
     for r in rows[:limit]:
+        run = (r.get("run_id") or "-")[:8]
         lines.append(
             f"{r['rank']:>4}  {r['val_accuracy']:>8.4f}  {r['macs'] / 1e6:>9.2f}  "
-            f"{r['macs_ratio']:>6.3f}  {r['params']:>9}  {r['trial']}"
+            f"{r['macs_ratio']:>6.3f}  {r['params']:>9}  {run:<8}  {r['trial']}"
         )
     return "\n".join(lines)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
@@ -23,7 +24,17 @@ from mlflow.exceptions import MlflowException
 
 from orchestrator import faults
 from orchestrator.config import SearchConfig, validate_config
-from orchestrator.tracking import BASELINE_ARTIFACT, CRITERION, ROLE, client_for, read_front, run_with_role
+from orchestrator.tracking import (
+    BASELINE_ARTIFACT,
+    CRITERION,
+    ROLE,
+    TRIAL_ID,
+    client_for,
+    get_experiment,
+    read_front,
+    run_with_role,
+    search_all,
+)
 from trials.baseline import ModelInfo, load_model, load_weights, read_scores
 from trials.cost import count_cost, measure_latency
 from trials.data import DataConfig, load_test, load_train_val
@@ -48,18 +59,44 @@ class PromoteOptions:
 
 
 def resolve_trial_run(client, target: str, max_macs_ratio: float | None):
-    """The child run to promote: ``target`` as a run id, or the best front point of the
-    experiment ``target`` with ``macs_ratio <= max_macs_ratio``."""
+    """The child run to promote: ``target`` as a run id, a run-id prefix or a trial id
+    (as prunetune's tables print them), or the best front point of the experiment
+    ``target`` with ``macs_ratio <= max_macs_ratio``."""
     if max_macs_ratio is not None:
         rows, _ = read_front(client.tracking_uri, target)
         fit = [r for r in rows if r["pareto"] and not r.get("baseline") and r["macs_ratio"] <= max_macs_ratio]
         if not fit:
             raise UserError(f"experiment '{target}' has no front point with macs_ratio <= {max_macs_ratio}")
         target = max(fit, key=lambda r: (r["val_accuracy"], -r["macs"]))["run_id"]
+    else:
+        target = _trial_run_id(client, target)
     run = run_with_role(client, target, "trial")
     if run.info.status != "FINISHED":
         raise UserError(f"trial run '{target}' did not finish (status {run.info.status}): nothing to promote")
     return run
+
+
+def _trial_run_id(client, target: str) -> str:
+    """The run id ``target`` names: itself, the trial run whose trial id it is, or the one
+    trial run whose id starts with it. An experiment's name says what is missing."""
+    if get_experiment(client, target) is not None:
+        raise UserError(
+            f"'{target}' is an experiment: name one of its points (a run id, run-id prefix or trial id from "
+            f"`prunetune pareto {target}`) or pick the best front point under a cost with --max-macs-ratio R"
+        )
+    if re.fullmatch(r"[0-9a-f]{32}", target):
+        return target
+    exp_ids = [e.experiment_id for e in client.search_experiments()]
+    if not exp_ids:
+        return target
+    trials = search_all(client, exp_ids, f"tags.`{TRIAL_ID}` = '{target}'") if "'" not in target else []
+    if not trials and re.fullmatch(r"[0-9a-f]{4,31}", target):
+        trials = [
+            r for r in search_all(client, exp_ids, f"tags.`{ROLE}` = 'trial'") if r.info.run_id.startswith(target)
+        ]
+    if len(trials) > 1:
+        raise UserError(f"'{target}' names {len(trials)} trial runs: give more of the run id")
+    return trials[0].info.run_id if trials else target
 
 
 def trial_criterion(trial, cfg: SearchConfig) -> str:

@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 from orchestrator.pareto import hypervolume, pareto_front
 from orchestrator.progress import TrackingCallback
 from orchestrator.tracking import PARETO, SearchRecord
+from trials.errors import UserError
 
 
 class Counted:
@@ -241,3 +242,23 @@ def test_a_callback_restored_from_a_tune_snapshot_records_where_this_driver_reco
         progress.RESTORING.clear()
     assert restored.uri == "sqlite:///new.db" and restored.fault is None
     assert restored.writer.open_target.__self__ is restored  # the writer opens the record where it now lives
+
+
+def test_promote_takes_the_ids_the_tables_print(store):
+    from orchestrator.progress import format_rows
+    from orchestrator.promote import resolve_trial_run
+
+    uri, record = store
+    for i, (acc, macs) in enumerate([(0.9, 2 * 10**7), (0.95, 5 * 10**7)]):
+        record.log_final(f"abc_0000{i}", {"stage0": 0.5}, _result(acc, macs))
+    run_id = record.children["abc_00001"]
+    table = format_rows(record.rows())
+    assert run_id[:8] in table and "abc_00001" in table  # both columns are ids promote takes
+    client = MlflowClient(uri)
+    for given in (run_id, run_id[:8], "abc_00001"):
+        assert resolve_trial_run(client, given, None).info.run_id == run_id, given
+    with pytest.raises(UserError, match="'exp' is an experiment: .*--max-macs-ratio"):
+        resolve_trial_run(client, "exp", None)
+    with pytest.raises(UserError, match="not found"):
+        resolve_trial_run(client, "nosuchtrial_00009", None)
+    assert resolve_trial_run(client, "exp", 0.3).info.run_id == record.children["abc_00000"]
