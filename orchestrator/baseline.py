@@ -62,7 +62,7 @@ def prepare_baseline(cfg: SearchConfig, device, say=print) -> Baseline:
         say(f"baseline: {how} {info.arch} on {data.name} for {b.epochs:g} epochs{with_reg} ...")
         reg = make_regularizer(b.regularizer, **b.regularizer_options())
         ft = FinetuneConfig(epochs=b.epochs, lr=b.lr, seed=cfg.search.seed)
-        model, trained = train_baseline(info, data, ft, device, log=None, reg=reg, init=init)
+        model, trained = train_baseline(info, data, ft, device, log=say, reg=reg, init=init)
         scores, history = trained.get("scores", {}), trained.get("regularizer_history", [])
         save_checkpoint(saved, model, info, scores=scores)
         say(f"baseline: saved to {saved}")

@@ -28,13 +28,7 @@ from orchestrator import faults
 from orchestrator.pareto import Front
 from orchestrator.tracking import SearchRecord
 from orchestrator.writer import BufferedWriter, Spill
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    return (
-        f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
-    )
+from trials.train import duration
 
 
 def format_rows(rows: list[dict], limit: int | None = None) -> str:
@@ -214,5 +208,5 @@ class TrackingCallback(Callback):
         elapsed = time.time() - self._started
         ran = self._count() - self._seeded
         left = self.total - self._count()
-        eta = f", about {_duration(elapsed / ran * left)} left" if ran > 0 and left > 0 else ""
-        return f"{_duration(elapsed)} elapsed{eta}"
+        eta = f", about {duration(elapsed / ran * left)} left" if ran > 0 and left > 0 else ""
+        return f"{duration(elapsed)} elapsed{eta}"

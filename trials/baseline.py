@@ -9,6 +9,8 @@ scores, group -> tensor)}``. A bare state_dict also loads.
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from trials.errors import UserError
 from trials.prune import rebuild
 from trials.regularizers import Regularizer
 from trials.spec import ChannelSpec
-from trials.train import FinetuneConfig, evaluate, finetune
+from trials.train import FinetuneConfig, duration, evaluate, finetune
 
 FORMAT = "prunetune/1"
 
@@ -134,9 +136,15 @@ def train_baseline(
     torch.manual_seed(cfg.seed)  # the initial weights too
     model = init or create_model(info.arch, num_classes=splits.num_classes, in_channels=splits.in_channels)
 
+    epochs, t0 = math.ceil(cfg.total_steps(len(splits.train)) / len(splits.train)), time.time()
+
     def on_epoch(epoch: int, loss: float) -> None:
         if log:
-            log(f"baseline epoch {epoch}: train loss {loss:.4f}")
+            took = time.time() - t0
+            left = took / epoch * max(0, epochs - epoch)
+            log(
+                f"baseline epoch {epoch}/{epochs}: train loss {loss:.4f} | {duration(took)} elapsed, about {duration(left)} left"
+            )
 
     finetune(model, splits.train, cfg, device, on_epoch, reg=reg)
     m = evaluate(model, splits.val, device)

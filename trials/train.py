@@ -44,6 +44,14 @@ class FinetuneConfig:
         return max(1, math.ceil(self.epochs * steps_per_epoch))
 
 
+def duration(seconds: float) -> str:
+    """A span as progress lines print it: 0m12s, 3m05s, 1h02m."""
+    seconds = int(seconds)
+    return (
+        f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+    )
+
+
 def lr_factor(cfg: FinetuneConfig, step: int, total: int) -> float:
     """Learning-rate multiplier at ``step`` of ``total`` (linear warmup, then the schedule)."""
     if step < cfg.warmup_steps:

@@ -52,3 +52,15 @@ def test_pickled_code_is_refused(tmp_path):
     torch.save({"state_dict": {}, "payload": Evil()}, tmp_path / "evil.pt")
     with pytest.raises(UserError, match="weights-only"):
         load_model(tmp_path / "evil.pt", INFO)
+
+
+def test_baseline_training_prints_each_epoch_with_elapsed_time_and_time_left():
+    from trials.baseline import train_baseline
+    from trials.data import DataConfig
+    from trials.train import FinetuneConfig
+
+    lines: list[str] = []
+    info = ModelInfo("resnet20", 10, 1, 8)
+    train_baseline(info, DataConfig(name="digits", image_size=8), FinetuneConfig(epochs=2, lr=0.1), log=lines.append)
+    assert len(lines) == 2 and lines[0].startswith("baseline epoch 1/2: train loss ")
+    assert "elapsed, about" in lines[0] and lines[1].endswith("about 0m00s left")
