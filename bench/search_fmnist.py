@@ -42,6 +42,7 @@ import optuna
 import torch
 
 from bench.report import ROOT, machine, publish
+from orchestrator.space import group_ratios, variables
 from trials.adapruner import allocate as adapruner_allocate
 from trials.baseline import ModelInfo, load_model, save_checkpoint, train_baseline
 from trials.cost import count_cost
@@ -70,8 +71,9 @@ CUTS = (0.75, 0.9)
 KEEP_MIN, KEEP_MAX, KEEP_STEP = 0.1, 1.0, 0.05
 BUDGET = 10  # brief fine-tunes' worth of trial-seconds per method and cut
 TOP = 3  # fine-tunes after screening
-SENS_LEVELS, SENS_VAL_BATCHES = 4, 16  # 1,024 val images score each cut group
+SENS_LEVELS, SENS_VAL_BATCHES = 4, 16  # 16 batches of 512: the whole val split scores each cut
 METHODS = ("uniform", "adapruner", "sensitivity", "random", "eagleeye", "tpe+sens", "screened")
+STAGE_METHODS = ("stage-tpe", "stage-screen")
 DEFAULT = "screened"
 CPU = torch.device("cpu")
 CACHE = ROOT / "runs" / "bench" / f"fmnist-{ARCH}-{SIZE}.pt"
@@ -230,6 +232,44 @@ def _finetuned(b: Bench, study, names, target, seed, budget, spent: float, est: 
     return tried, spent, est
 
 
+def run_stage_methods(b: Bench, cut: float, seed: int, budget: float, est: float, say=print) -> dict:
+    """The search over one keep ratio per stage (``granularity: stage``; 3 variables for
+    ResNet-20), uniform first: every candidate fine-tuned (stage-tpe), or candidates
+    screened by adaptive BN and the best TOP fine-tuned (stage-screen)."""
+    target, out = 1 - cut, {}
+    var_map = variables(b.graph.groups, "stage")
+    space = _space(list(var_map))
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed), direction="maximize")
+    study.enqueue_trial(dict.fromkeys(var_map, KEEP_MAX))
+    tried, spent = [], 0.0
+    while spent + est <= budget or not tried:
+        t = study.ask(space)
+        row = b.finetune(group_ratios(t.params, var_map), target, seed)
+        study.tell(t, row["val"])
+        tried.append(row)
+        spent += row["s"]
+        est = statistics.mean(x["s"] for x in tried)
+    best = max(tried, key=lambda r: r["val"])
+    out["stage-tpe"] = {"val": best["val"], "spec": best["spec"], "macs_ratio": best["macs_ratio"],
+                        "seconds": spent, "tried": len(tried)}  # fmt: skip
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed), direction="maximize")
+    study.enqueue_trial(dict.fromkeys(var_map, KEEP_MAX))
+    screened, spent = [], 0.0
+    while spent + TOP * est <= budget or len(screened) < TOP:
+        t = study.ask(space)
+        ratios = group_ratios(t.params, var_map)
+        row = b.screen(ratios, target)
+        study.tell(t, row["val"])
+        screened.append({**row, "ratios": ratios})
+        spent += row["s"]
+    out["stage-screen"] = _fine_tune_top(b, screened, target, seed, spent)
+    say(f"seed {seed} cut {cut:.0%}: " + ", ".join(f"{k} {v['val']:.4f} ({v['tried']})" for k, v in out.items()))
+    for row in out.values():
+        row["test"] = b.final_test(row["spec"], seed)
+    say(f"seed {seed} cut {cut:.0%} test: " + ", ".join(f"{k} {v['test']:.4f}" for k, v in out.items()))
+    return out
+
+
 def _screened(b: Bench, names, target, seed, budget, ft_s, prior, map_s) -> dict:
     """Candidates scored by adaptive BN while the budget leaves TOP fine-tunes, then the
     best TOP by that score fine-tuned. ``prior``: TPE over a multiplicative offset per
@@ -253,6 +293,11 @@ def _screened(b: Bench, names, target, seed, budget, ft_s, prior, map_s) -> dict
         study.tell(t, row["val"])
         screened.append({**row, "ratios": ratios})
         spent += row["s"]
+    return _fine_tune_top(b, screened, target, seed, spent)
+
+
+def _fine_tune_top(b: Bench, screened: list[dict], target, seed, spent: float) -> dict:
+    """The TOP distinct candidates by adaptive-BN score, fine-tuned; the best by val."""
     chosen, seen = [], set()
     for row in sorted(screened, key=lambda r: -r["val"]):
         key = json.dumps(row["spec"], sort_keys=True)
@@ -269,6 +314,20 @@ def _screened(b: Bench, names, target, seed, budget, ft_s, prior, map_s) -> dict
     best = max(tuned, key=lambda r: r["val"])
     return {"val": best["val"], "spec": best["spec"], "macs_ratio": best["macs_ratio"], "seconds": spent,
             "tried": len(screened), "screen": best["screen"]}  # fmt: skip
+
+
+def run_extra(seeds: list[int], say=print) -> dict:
+    """The stage methods for ``seeds``, each at the budget its seed's first run measured."""
+    b = Bench()
+    done = merge()
+    out: dict = {"seeds": {}}
+    for seed in seeds:
+        budget = done["budgets"][str(seed)]
+        est = statistics.median(done["seeds"][str(seed)][f"{c:.2f}"]["uniform"]["seconds"] for c in CUTS)
+        out["seeds"][str(seed)] = {f"{c:.2f}": run_stage_methods(b, c, seed, budget, est, say) for c in CUTS}
+        path = ROOT / "bench" / "results" / f"search_fmnist.extra-{min(seeds)}-{max(seeds)}.json"
+        path.write_text(json.dumps(out, indent=1))
+    return out
 
 
 def run(seeds: list[int], say=print) -> dict:
@@ -303,43 +362,50 @@ def _ms(xs: list[float], scale: float = 100.0, digits: int = 2) -> str:
 
 
 def merge() -> dict:
-    parts = sorted((ROOT / "bench" / "results").glob("search_fmnist.seeds-*.json"))
-    merged: dict = {"seeds": {}}
-    for p in parts:
+    """The seed files (and the stage methods' extra files) as one result."""
+    merged: dict = {"seeds": {}, "budgets": {}}
+    for p in sorted((ROOT / "bench" / "results").glob("search_fmnist.seeds-*.json")):
         data = json.loads(p.read_text())
         merged.update({k: v for k, v in data.items() if k != "seeds"})
         merged["seeds"].update(data["seeds"])
+        merged["budgets"].update(dict.fromkeys(data["seeds"], data["budget_s"]))
+    for p in sorted((ROOT / "bench" / "results").glob("search_fmnist.extra-*.json")):
+        for seed, cells in json.loads(p.read_text())["seeds"].items():
+            for cut, rows in cells.items():
+                merged["seeds"].get(seed, {}).get(cut, {}).update(rows)
     return merged
 
 
-def table(results: dict) -> str:
+def table(results: dict, default: str = DEFAULT) -> str:
     seeds = results["seeds"]
     n = len(seeds)
+    methods = [m for m in METHODS + STAGE_METHODS if all(m in s[f"{c:.2f}"] for s in seeds.values() for c in CUTS)]
     lines = [
         "## Search quality on Fashion-MNIST, at equal compute",
         "",
         "`python -m bench.search_fmnist --seeds 5` (after `make fashion-mnist`). ResNet-20 on Fashion-MNIST at "
         f"{SIZE}x{SIZE}; one baseline ({BASELINE['epochs']} epochs on 27,000 training images; val "
         f"{100 * results['baseline_val']:.2f}%, test {100 * results['baseline_test']:.2f}%). Every method spends the "
-        f"same compute: {results['budget_s']:.0f} trial-seconds per cut ({BUDGET} brief fine-tunes: 1 epoch over 5,400 "
+        f"same compute: {min(results['budgets'].values()):.0f} to {max(results['budgets'].values()):.0f} trial-seconds "
+        f"per cut, the same for every method of a seed ({BUDGET} brief fine-tunes as timed by that seed's process: 1 epoch over 5,400 "
         f"images after adaptive BN); the sensitivity map ({results['map_seconds']:.0f} s, {SENS_LEVELS} keep ratios "
-        f"per group, scored on {SENS_VAL_BATCHES * 64} val images) is charged in full to every method that reads it. "
+        f"per group, scored on the val split) is charged in full to every method that reads it. "
         "Each method's winner is chosen on val accuracy (3,000 images), fine-tuned again for "
         f"{FINAL['epochs']} epochs with a data order no search saw, and read once on the 10,000 test images. "
         f"Mean ± sd over {n} seeds (sampler, draws and data orders; the baseline is shared); Δ: paired difference "
-        f"to **{DEFAULT}**, the candidate default (positive: {DEFAULT} is ahead).",
+        f"to **{default}** (positive: {default} is ahead).",
         f"Machine: {results.get('machine', '?')}; {results.get('date', '?')}; one thread per process.",
         "",
-        "| method | " + " | ".join(f"test, {c:.0%} cut | Δ to {DEFAULT}" for c in CUTS) + " | configurations tried |",
+        "| method | " + " | ".join(f"test, {c:.0%} cut | Δ to {default}" for c in CUTS) + " | configurations tried |",
         "|---|" + "---|---|" * len(CUTS) + "---|",
     ]
-    for m in METHODS:
+    for m in methods:
         cells = []
         for c in CUTS:
             key = f"{c:.2f}"
             acc = [s[key][m]["test"] for s in seeds.values()]
-            delta = [s[key][DEFAULT]["test"] - s[key][m]["test"] for s in seeds.values()]
-            cells += [_ms(acc), "" if m == DEFAULT else _ms(delta)]
+            delta = [s[key][default]["test"] - s[key][m]["test"] for s in seeds.values()]
+            cells += [_ms(acc), "" if m == default else _ms(delta)]
         tried = statistics.mean(s[f"{c:.2f}"][m]["tried"] for s in seeds.values() for c in CUTS)
         lines.append(f"| {m} | " + " | ".join(cells) + f" | {tried:.0f} |")
     lines += ["", "Val accuracy of the winners (what each method selected on), in %:", ""]
@@ -356,7 +422,7 @@ def table(results: dict) -> str:
     ]
     lines += [
         "",
-        f"Seconds spent by the budgeted methods: {min(spent):.0f} to {max(spent):.0f} (budget {results['budget_s']:.0f}).",
+        f"Seconds spent by the budgeted methods: {min(spent):.0f} to {max(spent):.0f} (budgets {min(results['budgets'].values()):.0f} to {max(results['budgets'].values()):.0f}).",
     ]
     return "\n".join(lines)
 
@@ -366,7 +432,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--seed-range", type=int, nargs=2, metavar=("FIRST", "LAST"))
     parser.add_argument("--report", action="store_true", help="merge the seed files in bench/results and publish")
+    parser.add_argument("--stage-methods", action="store_true", help="add stage-tpe and stage-screen to the seeds run")
     args = parser.parse_args()
+    if args.stage_methods:
+        first, last = args.seed_range or (0, args.seeds - 1)
+        run_extra(list(range(first, last + 1)))
+        return
     if not args.report:
         seeds = list(range(args.seed_range[0], args.seed_range[1] + 1)) if args.seed_range else list(range(args.seeds))
         results = run(seeds)
