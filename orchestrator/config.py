@@ -88,6 +88,9 @@ class SearchSection(_Strict):
     # per-layer ratios onto it, so that the trials spread over the whole MACs range (per-layer
     # ratios drawn independently average out to middling MACs: bench/search_quality.py)
     front_targets: bool = False
+    # budget mode: screen candidates by their adaptive-BN score (seconds each) and fine-tune
+    # only this share of them, those scoring among the best so far (orchestrator/screen.py)
+    screen: float | None = Field(None, gt=0, lt=1)
     # a longer search runs as successive Tune runs over one Optuna study: Tune keeps every
     # trial of a run in the driver (tens of KB each), so this bounds the driver's memory
     trials_per_run: int = Field(500, ge=1, le=1_000_000)
@@ -99,6 +102,8 @@ class SearchSection(_Strict):
             raise ValueError(f"keep_min: {self.keep_min} is above keep_max {self.keep_max}")
         if self.mode == "budget" and self.macs_target is None:
             raise ValueError("macs_target: budget mode needs it (the fraction of baseline MACs to keep)")
+        if self.screen is not None and self.mode != "budget":
+            raise ValueError("screen: compares candidates of equal MACs, so it needs budget mode (mode: budget)")
         if self.mode == "budget" and self.front_targets:
             raise ValueError("front_targets: samples a MACs target per trial, so it belongs to front mode")
         for r in self.warm_start:
@@ -210,6 +215,13 @@ class SearchConfig(_Strict):
                 "trial.criterion paam and the paam warm start need learned scores: set baseline.regularizer: paam "
                 "(or a baseline.path trained that way)"
             )
+        if self.search.screen is not None and (
+            self.trial.evaluation != "finetune" or self.trial.adaptive_bn_batches < 1
+        ):
+            raise ValueError(
+                "search.screen: screens by the adaptive-BN score before a fine-tune: it needs trial.evaluation "
+                "finetune and trial.adaptive_bn_batches >= 1"
+            )
         return self
 
     def data_config(self, batch_size: int | None = None) -> DataConfig:
@@ -286,7 +298,7 @@ def _format_error(exc: ValidationError) -> str:
     for err in exc.errors():
         loc = [str(p) for p in err["loc"]]
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
-        field = re.match(r"([a-z_]+): (.*)", msg, re.S)  # a validator's message names its field first
+        field = re.match(r"([a-z_.]+): (.*)", msg, re.S)  # a validator's message names its field first
         if err["type"] == "value_error" and field:
             loc, msg = [*loc, field.group(1)], field.group(2)
         lines.append(f"{'.'.join(loc) or 'config'}: {msg}")

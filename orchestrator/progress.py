@@ -70,6 +70,7 @@ class TrackingCallback(Callback):
         self.total, self.baseline, self.say = total, baseline, say
         self.done: dict[str, dict] = {}  # trial id -> final row (for progress; MLflow-independent)
         self.failed: set[str] = set()
+        self.screened: set[str] = set()  # stopped by search.screen before their fine-tune
         self.retries: dict[str, int] = {}  # trial id -> times Tune restarted it
         self.front = Front()  # of the finished trials, for the progress line
         self.write_seconds = 0.0  # time the writer spent on MLflow calls
@@ -96,14 +97,20 @@ class TrackingCallback(Callback):
     def get_state(self) -> dict:
         """What Tune snapshots with the run (public Callback API): the trials done, so a
         resumed search's count and front go on from them."""
-        return {"done": dict(self.done), "failed": sorted(self.failed), "retries": dict(self.retries)}
+        return {
+            "done": dict(self.done),
+            "failed": sorted(self.failed),
+            "screened": sorted(self.screened),
+            "retries": dict(self.retries),
+        }
 
     def set_state(self, state: dict) -> None:
         self.done, self.failed = {}, set(state.get("failed", []))
+        self.screened = set(state.get("screened", []))
         self.retries = dict(state.get("retries", {}))
         self.front = Front()
         self.seed(state.get("done", {}))
-        self._seeded = len(self.done) + len(self.failed)
+        self._seeded = self._count()
 
     def _open_record(self) -> SearchRecord:
         record = SearchRecord(self.uri, self.experiment, self.parent_run_id)
@@ -162,6 +169,18 @@ class TrackingCallback(Callback):
         else:
             self._write("log_epoch", trial.trial_id, params, dict(result))
 
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        """A trial that ended on its screening report was stopped by search.screen."""
+        tid, last = trial.trial_id, trial.last_result or {}
+        if tid in self.done or tid in self.failed or tid in self.screened or last.get("fidelity") != 0:
+            return
+        self.screened.add(tid)
+        self._write("log_screened", tid, dict(trial.config), dict(last))
+        self._print(
+            f"[{self._count()}/{self.total}] trial {tid}: screened out (adaptive-BN val_acc "
+            f"{last.get('val_accuracy', float('nan')):.4f}, below the share search.screen keeps) | {self._clock()}"
+        )
+
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self.failed.add(trial.trial_id)
         message = f"trial errored: {trial.error_file or 'see the Ray logs'}"
@@ -189,7 +208,7 @@ class TrackingCallback(Callback):
             gc.unfreeze()
 
     def _count(self) -> int:
-        return len(self.done) + len(self.failed)
+        return len(self.done) + len(self.failed) + len(self.screened)
 
     def _progress(self, trial_id: str, result: dict) -> None:
         base = self.baseline["val_accuracy"]

@@ -23,6 +23,7 @@ from orchestrator.baseline import Baseline, method_points, prepare_baseline
 from orchestrator.config import SearchConfig, dump_config
 from orchestrator.progress import TrackingCallback
 from orchestrator.resume import check_new, check_resume, flat_config
+from orchestrator.screen import ScreenScheduler
 from orchestrator.sensitivity import sensitivity_map
 from orchestrator.space import (
     TARGET,
@@ -78,7 +79,7 @@ def _settings(cfg: SearchConfig, var_map: dict) -> dict:
         "macs_target": s.macs_target if s.mode == "budget" else None,
         "keep_min": s.keep_min,
         "keep_max": s.keep_max,
-        "trial": t.trial_kwargs(s.seed),
+        "trial": {**t.trial_kwargs(s.seed), "screen": s.screen is not None},
         "device": t.device,
     }
 
@@ -260,7 +261,11 @@ def _new_tuner(cfg: SearchConfig, trainable, searcher, size: int, name: str, cal
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=searcher, num_samples=size, max_concurrent_trials=cfg.search.max_concurrent, reuse_actors=True
+            search_alg=searcher,
+            scheduler=ScreenScheduler(cfg.search.screen) if cfg.search.screen else None,
+            num_samples=size,
+            max_concurrent_trials=cfg.search.max_concurrent,
+            reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             name=name,

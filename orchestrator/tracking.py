@@ -27,6 +27,7 @@ DEFAULT_URI = "sqlite:///mlflow.db"
 BASELINE_ARTIFACT = "baseline/baseline.pt"
 ROLE, TRIAL_ID, PARETO = "prunetune.role", "prunetune.trial_id", "prunetune.pareto"
 STORAGE, RETRIES, CRITERION = "prunetune.storage", "prunetune.retries", "prunetune.criterion"
+FIDELITY = "prunetune.fidelity"  # what a trial reached: finetune, or adaptive_bn (screened out)
 FINAL_METRICS = (
     "val_accuracy",
     "val_loss",
@@ -334,14 +335,33 @@ class SearchRecord:
         self._params_logged.add(run_id)
 
     def log_epoch(self, trial_id: str, params: dict, result: dict) -> None:
+        """One epoch's metrics; a screening report (fidelity 0: after the cut and adaptive
+        BN, before any fine-tune) as ``screen_accuracy``/``screen_loss``, so that a run
+        screened out never carries a ``val_accuracy`` a front could take for a result."""
         run_id = self.child(trial_id)
         now, step = int(time.time() * 1000), int(result.get("epoch", 0))
+        names = {"val_accuracy": "val_accuracy", "val_loss": "val_loss", "train_loss": "train_loss"}
+        if result.get("fidelity") == 0:
+            names = {"val_accuracy": "screen_accuracy", "val_loss": "screen_loss"}
         metrics = [
-            Metric(k, float(result[k]), now, step)
-            for k in ("val_accuracy", "val_loss", "train_loss")
+            Metric(name, float(result[k]), now, step)
+            for k, name in names.items()
             if isinstance(result.get(k), (int, float)) and math.isfinite(result[k])
         ]
         self._batch(run_id, params, metrics)
+
+    def log_screened(self, trial_id: str, params: dict, result: dict) -> None:
+        """A trial the screen stopped before its fine-tune: its screening score and cost,
+        tag ``prunetune.fidelity=adaptive_bn``, finished, never on the front."""
+        run_id = self.child(trial_id)
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(result[k]), now, 0) for k in ("macs", "macs_ratio") if k in result]
+        if "val_accuracy" in result:
+            metrics.append(Metric("screen_accuracy", float(result["val_accuracy"]), now, 0))
+        tags = [RunTag(FIDELITY, "adaptive_bn"), RunTag(PARETO, "false")]
+        self._batch(run_id, params, metrics, tags)
+        self._tagged[run_id] = False
+        self.client.set_terminated(run_id, "FINISHED")
 
     def log_final(self, trial_id: str, params: dict, result: dict) -> None:
         run_id = self.child(trial_id)
@@ -350,7 +370,7 @@ class SearchRecord:
         self.finished[trial_id] = row = _row(trial_id, run_id, result)
         on_front, gone = self.front.add(run_id, row["val_accuracy"], row["macs"])
         self._retag.update(dict.fromkeys((g for g in gone if g != BASELINE_ROW), False))
-        tags = [RunTag(PARETO, "true" if on_front else "false")]
+        tags = [RunTag(PARETO, "true" if on_front else "false"), RunTag(FIDELITY, "finetune")]
         if result.get("node_id"):
             tags.append(RunTag("prunetune.node_id", str(result["node_id"])))
         if result.get("criterion"):  # criterion auto: the one chosen for this spec

@@ -52,6 +52,7 @@ class TrialConfig:
     taylor_batches: int = 4
     adaptive_bn_batches: int = 0  # > 0: recalibrate BN before fine-tuning and evaluation
     evaluation: str = "finetune"  # or "adaptive_bn": EagleEye, BN recalibration (adaptive_bn_batches) and no training
+    screen: bool = False  # report the adaptive-BN score as epoch 0 (fidelity 0) before the fine-tune
     regularizer: str = "none"  # "ffr": feature-flow regularization during the fine-tune
     regularizer_options: Mapping[str, float] = field(default_factory=dict)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
@@ -174,6 +175,18 @@ def run_trial(config: TrialConfig, report: Report | None = None) -> dict:
     else:
         if config.adaptive_bn_batches:
             recalibrate_bn(model, splits.train, config.adaptive_bn_batches, device)
+        if config.screen and report is not None:  # a scheduler may stop the trial on this score
+            m = _finite(evaluate(model, splits.val, device), "adaptive-BN evaluation")
+            report(
+                {
+                    "epoch": 0,
+                    "fidelity": 0,
+                    "val_accuracy": m["accuracy"],
+                    "val_loss": m["loss"],
+                    "macs": cost.macs,
+                    "macs_ratio": cost.macs / base.macs,
+                }
+            )
         reg = make_regularizer(config.regularizer, **dict(config.regularizer_options))
         finetune(model, splits.train, config.finetune, device, on_epoch, reg=reg)
         if reg is not None and reg.history:

@@ -112,22 +112,30 @@ def test_front_search_records_one_child_per_trial_and_a_consistent_front(tmp_pat
     assert {t["run_id"] for t in json.loads(out.stdout)["trials"] if not t.get("baseline")} == expected
 
 
-def test_budget_mode_projects_every_trial(tmp_path, mlflow_server, ray_cluster):
-    _search(
-        tmp_path,
-        ray_cluster,
-        _config(
-            tmp_path,
-            "it-budget",
-            mlflow_server,
-            ray_cluster["address"],
-            search={"mode": "budget", "macs_target": 0.5, "num_trials": 4, "sampler": "tpe"},
-        ),
-    )
-    _, _, children = _runs(mlflow_server, "it-budget")
-    assert len(children) == 4
+def test_budget_mode_projects_every_trial_and_the_screen_fine_tunes_only_the_promising(
+    tmp_path, mlflow_server, ray_cluster
+):
+    # search.screen: every candidate is scored after adaptive BN first; only those among the
+    # best 30% so far are fine-tuned, the others stop there (screened out)
+    search = {"mode": "budget", "macs_target": 0.5, "num_trials": 6, "sampler": "tpe", "screen": 0.3}
+    done = _search(tmp_path, ray_cluster, _config(tmp_path, "it-budget", mlflow_server, ray_cluster["address"], search))
+    assert "[6/6]" in done.stdout and "screened out" in done.stdout
+    client, parents, children = _runs(mlflow_server, "it-budget")
+    assert len(children) == 6 and all(c.info.status == "FINISHED" for c in children)
     for c in children:
         assert abs(c.data.metrics["macs_ratio"] - 0.5) <= 0.005, c.data.metrics["macs_ratio"]
+        assert "screen_accuracy" in c.data.metrics  # every candidate was screened first
+    fidelity = {c.info.run_id: c.data.tags["prunetune.fidelity"] for c in children}
+    tuned = [c for c in children if fidelity[c.info.run_id] == "finetune"]
+    out = [c for c in children if fidelity[c.info.run_id] == "adaptive_bn"]
+    assert tuned and out and len(tuned) + len(out) == 6
+    assert all("val_accuracy" not in c.data.metrics and c.data.tags["prunetune.pareto"] == "false" for c in out)
+    steps = [m.step for m in client.get_metric_history(tuned[0].info.run_id, "val_accuracy")]
+    assert 0 not in steps  # the fine-tuned run's val_accuracy is the fine-tune's, epoch 0 is screen_accuracy
+    front = json.loads(
+        Path(client.download_artifacts(parents[0].info.run_id, "pareto/front.json", str(tmp_path))).read_text()
+    )
+    assert {t["run_id"] for t in front["trials"] if not t.get("baseline")} == {c.info.run_id for c in tuned}
 
 
 def test_front_targets_put_each_trial_at_its_sampled_macs(tmp_path, mlflow_server, ray_cluster):

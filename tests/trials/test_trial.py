@@ -105,3 +105,26 @@ def test_reseed_sets_the_training_order():
     assert torch.equal(next(iter(train))[1], first)
     reseed(train, 6)
     assert not torch.equal(next(iter(train))[1], first)
+
+
+def test_a_screened_trial_reports_its_adaptive_bn_score_before_the_fine_tune():
+    from trials.data import DataConfig
+    from trials.models import create_model
+    from trials.train import FinetuneConfig
+    from trials.trial import TrialConfig, run_trial
+
+    state = create_model("resnet20", num_classes=10, in_channels=1).state_dict()
+    reports: list[dict] = []
+    cfg = TrialConfig(
+        arch="resnet20",
+        baseline=state,
+        data=DataConfig(name="digits", image_size=8, batch_size=64),
+        keep=0.5,
+        adaptive_bn_batches=2,
+        screen=True,
+        finetune=FinetuneConfig(steps=2),
+        device="cpu",
+    )
+    run_trial(cfg, report=reports.append)
+    assert [r["epoch"] for r in reports] == [0, 1] and reports[0]["fidelity"] == 0
+    assert "fidelity" not in reports[1] and 0 <= reports[0]["val_accuracy"] <= 1
