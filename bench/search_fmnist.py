@@ -9,7 +9,9 @@ split, 5,400 images, after adaptive BN). Budget mode: every configuration is sca
 the MACs target (25% and 10% of the baseline's MACs: 75% and 90% cuts).
 
 Methods, each with the same compute: a budget of trial-seconds (BUDGET brief fine-tunes'
-worth, measured on this machine at the start), spent as each method spends it:
+worth), spent as each method spends it; every operation is charged its unit cost (a
+brief fine-tune, an adaptive-BN screening, timed once per process before the methods
+run; the sensitivity map at its measured time), so machine load cannot tilt the budget:
   uniform      one ratio everywhere (one fine-tune; more compute does not change it)
   adapruner    AdaPruner's allocation from BN importance (one fine-tune)
   sensitivity  the per-group sensitivity map (its cost counted) and one global threshold
@@ -21,6 +23,10 @@ worth, measured on this machine at the start), spent as each method spends it:
   screened     the candidate default: the map, then TPE in a space around the sensitivity
                allocation (a multiplicative offset per group), candidates scored by adaptive
                BN, the best TOP fine-tuned
+  stage-tpe    prunetune's search with ``granularity: stage`` (one keep ratio per stage, 3
+               variables for ResNet-20), ``sampler: tpe``, uniform first, every trial fine-tuned
+  stage-screen the same space with ``search.screen``: candidates scored by adaptive BN, the
+               best TOP fine-tuned
 The winner of each method is chosen on val accuracy, then fine-tuned again (FINAL epochs,
 a data order no search saw) and scored once on the test split. Seeds vary the samplers,
 the random draws and the fine-tunes' data orders; the baseline is shared. Deltas are
@@ -33,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import time
 from pathlib import Path
@@ -69,7 +74,7 @@ FINAL = {"epochs": 2, "lr": 0.01}
 ADAPTIVE_BN = 10
 CUTS = (0.75, 0.9)
 KEEP_MIN, KEEP_MAX, KEEP_STEP = 0.1, 1.0, 0.05
-BUDGET = 10  # brief fine-tunes' worth of trial-seconds per method and cut
+BUDGET = 12  # brief fine-tunes' worth of trial-seconds per method and cut
 TOP = 3  # fine-tunes after screening
 SENS_LEVELS, SENS_VAL_BATCHES = 4, 16  # 16 batches of 512: the whole val split scores each cut
 METHODS = ("uniform", "adapruner", "sensitivity", "random", "eagleeye", "tpe+sens", "screened")
@@ -99,6 +104,7 @@ class Bench:
         model.load_state_dict(self.state)
         self.baseline_test = evaluate(model, self.test, CPU)["accuracy"]
         self._smap: tuple[SensitivityMap, float] | None = None
+        self.units: dict[tuple[str, float], float] = {}
 
     # -- the units of work, each timed -------------------------------------------------
     def _cfg(self, ratios, target: float, seed: int, evaluation: str, ft: dict) -> TrialConfig:
@@ -116,24 +122,42 @@ class Bench:
             device="cpu",
         )
 
+    def _charge(self, kind: str, target: float, wall: float) -> float:
+        """What an operation costs against the budget: its calibrated unit cost (so a
+        busy machine cannot change what a method gets), or its wall time before that."""
+        return self.units.get((kind, round(target, 4)), wall) if target is not None else wall
+
+    def calibrate(self, targets) -> dict:
+        """Unit costs per target, timed once on a quiet machine: a brief fine-tune (median
+        of 2) and an adaptive-BN screening (median of 3) of the uniform cut."""
+        for target in targets:
+            ft = statistics.median(self.finetune(1.0, target, 0)["wall"] for _ in range(2))
+            sc = statistics.median(self.screen(1.0, target)["wall"] for _ in range(3))
+            self.units[("finetune", round(target, 4))], self.units[("screen", round(target, 4))] = ft, sc
+        return {f"{k}@{t}": v for (k, t), v in self.units.items()}
+
     def finetune(self, ratios, target: float, seed: int) -> dict:
         t0 = time.perf_counter()
         r = run_trial(self._cfg(ratios, target, seed, "finetune", FINETUNE))
+        wall = time.perf_counter() - t0
         return {
             "val": r["val_accuracy"],
             "spec": r["spec"],
             "macs_ratio": r["macs_ratio"],
-            "s": time.perf_counter() - t0,
+            "wall": wall,
+            "s": self._charge("finetune", target, wall),
         }
 
     def screen(self, ratios, target: float) -> dict:
         t0 = time.perf_counter()
         r = run_trial(self._cfg(ratios, target, 0, "adaptive_bn", FINETUNE))
+        wall = time.perf_counter() - t0
         return {
             "val": r["val_accuracy"],
             "spec": r["spec"],
             "macs_ratio": r["macs_ratio"],
-            "s": time.perf_counter() - t0,
+            "wall": wall,
+            "s": self._charge("screen", target, wall),
         }
 
     def final_test(self, spec: dict, seed: int) -> float:
@@ -212,6 +236,7 @@ def run_cell(b: Bench, cut: float, seed: int, budget: float, say=print) -> dict:
     record("tpe+sens", tried, spent)
 
     out["screened"] = _screened(b, names, target, seed, budget, est, prior=sens, map_s=map_s)
+    out.update(_stage_methods(b, target, seed, budget, est))
     say(f"seed {seed} cut {cut:.0%}: " + ", ".join(f"{k} {v['val']:.4f} ({v['tried']})" for k, v in out.items()))
     for row in out.values():  # the winners, fine-tuned again, read once on test
         row["test"] = b.final_test(row["spec"], seed)
@@ -232,11 +257,11 @@ def _finetuned(b: Bench, study, names, target, seed, budget, spent: float, est: 
     return tried, spent, est
 
 
-def run_stage_methods(b: Bench, cut: float, seed: int, budget: float, est: float, say=print) -> dict:
+def _stage_methods(b: Bench, target: float, seed: int, budget: float, est: float) -> dict:
     """The search over one keep ratio per stage (``granularity: stage``; 3 variables for
     ResNet-20), uniform first: every candidate fine-tuned (stage-tpe), or candidates
     screened by adaptive BN and the best TOP fine-tuned (stage-screen)."""
-    target, out = 1 - cut, {}
+    out = {}
     var_map = variables(b.graph.groups, "stage")
     space = _space(list(var_map))
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed), direction="maximize")
@@ -248,7 +273,6 @@ def run_stage_methods(b: Bench, cut: float, seed: int, budget: float, est: float
         study.tell(t, row["val"])
         tried.append(row)
         spent += row["s"]
-        est = statistics.mean(x["s"] for x in tried)
     best = max(tried, key=lambda r: r["val"])
     out["stage-tpe"] = {"val": best["val"], "spec": best["spec"], "macs_ratio": best["macs_ratio"],
                         "seconds": spent, "tried": len(tried)}  # fmt: skip
@@ -263,10 +287,6 @@ def run_stage_methods(b: Bench, cut: float, seed: int, budget: float, est: float
         screened.append({**row, "ratios": ratios})
         spent += row["s"]
     out["stage-screen"] = _fine_tune_top(b, screened, target, seed, spent)
-    say(f"seed {seed} cut {cut:.0%}: " + ", ".join(f"{k} {v['val']:.4f} ({v['tried']})" for k, v in out.items()))
-    for row in out.values():
-        row["test"] = b.final_test(row["spec"], seed)
-    say(f"seed {seed} cut {cut:.0%} test: " + ", ".join(f"{k} {v['test']:.4f}" for k, v in out.items()))
     return out
 
 
@@ -316,31 +336,18 @@ def _fine_tune_top(b: Bench, screened: list[dict], target, seed, spent: float) -
             "tried": len(screened), "screen": best["screen"]}  # fmt: skip
 
 
-def run_extra(seeds: list[int], say=print) -> dict:
-    """The stage methods for ``seeds``, each at the budget its seed's first run measured."""
-    b = Bench()
-    done = merge()
-    out: dict = {"seeds": {}}
-    for seed in seeds:
-        budget = done["budgets"][str(seed)]
-        est = statistics.median(done["seeds"][str(seed)][f"{c:.2f}"]["uniform"]["seconds"] for c in CUTS)
-        out["seeds"][str(seed)] = {f"{c:.2f}": run_stage_methods(b, c, seed, budget, est, say) for c in CUTS}
-        path = ROOT / "bench" / "results" / f"search_fmnist.extra-{min(seeds)}-{max(seeds)}.json"
-        path.write_text(json.dumps(out, indent=1))
-    return out
-
-
 def run(seeds: list[int], say=print) -> dict:
     t0 = time.perf_counter()
     b = Bench()
     say(f"baseline: val {b.baseline_val:.4f}, test {b.baseline_test:.4f}, MACs {b.macs / 1e6:.2f} M")
-    ft = [b.finetune(1.0, 0.25, 0)["s"] for _ in range(2)]
-    budget = BUDGET * statistics.median(ft)
-    say(f"budget: {budget:.0f} s per method and cut ({BUDGET} x {statistics.median(ft):.1f} s)")
-    results = {"budget_s": budget, "baseline_val": b.baseline_val, "baseline_test": b.baseline_test,
-               "map_seconds": b.smap()[1], "seeds": {}}  # fmt: skip
+    _, map_s = b.smap()  # timed first, on a quiet machine, like the unit costs
+    units = b.calibrate([1 - c for c in CUTS])
+    budgets = {f"{c:.2f}": BUDGET * b.units[("finetune", round(1 - c, 4))] for c in CUTS}
+    say(f"sensitivity map {map_s:.0f} s; unit costs {units}; budgets {budgets}")
+    results = {"budgets_by_cut": budgets, "units": units, "baseline_val": b.baseline_val,
+               "baseline_test": b.baseline_test, "map_seconds": map_s, "seeds": {}}  # fmt: skip
     for seed in seeds:
-        results["seeds"][str(seed)] = {f"{c:.2f}": run_cell(b, c, seed, budget, say) for c in CUTS}
+        results["seeds"][str(seed)] = {f"{c:.2f}": run_cell(b, c, seed, budgets[f"{c:.2f}"], say) for c in CUTS}
         _save_partial(results, seeds)
     results["seconds"] = time.perf_counter() - t0
     return results
@@ -362,17 +369,16 @@ def _ms(xs: list[float], scale: float = 100.0, digits: int = 2) -> str:
 
 
 def merge() -> dict:
-    """The seed files (and the stage methods' extra files) as one result."""
-    merged: dict = {"seeds": {}, "budgets": {}}
+    """The seed files as one result (the calibration of the first file, the others' kept
+    beside it)."""
+    merged: dict = {"seeds": {}, "calibrations": []}
     for p in sorted((ROOT / "bench" / "results").glob("search_fmnist.seeds-*.json")):
         data = json.loads(p.read_text())
-        merged.update({k: v for k, v in data.items() if k != "seeds"})
+        for k, v in data.items():
+            if k != "seeds":
+                merged.setdefault(k, v)
+        merged["calibrations"].append({k: data[k] for k in ("units", "budgets_by_cut", "map_seconds")})
         merged["seeds"].update(data["seeds"])
-        merged["budgets"].update(dict.fromkeys(data["seeds"], data["budget_s"]))
-    for p in sorted((ROOT / "bench" / "results").glob("search_fmnist.extra-*.json")):
-        for seed, cells in json.loads(p.read_text())["seeds"].items():
-            for cut, rows in cells.items():
-                merged["seeds"].get(seed, {}).get(cut, {}).update(rows)
     return merged
 
 
@@ -386,9 +392,12 @@ def table(results: dict, default: str = DEFAULT) -> str:
         "`python -m bench.search_fmnist --seeds 5` (after `make fashion-mnist`). ResNet-20 on Fashion-MNIST at "
         f"{SIZE}x{SIZE}; one baseline ({BASELINE['epochs']} epochs on 27,000 training images; val "
         f"{100 * results['baseline_val']:.2f}%, test {100 * results['baseline_test']:.2f}%). Every method spends the "
-        f"same compute: {min(results['budgets'].values()):.0f} to {max(results['budgets'].values()):.0f} trial-seconds "
-        f"per cut, the same for every method of a seed ({BUDGET} brief fine-tunes as timed by that seed's process: 1 epoch over 5,400 "
-        f"images after adaptive BN); the sensitivity map ({results['map_seconds']:.0f} s, {SENS_LEVELS} keep ratios "
+        f"same compute per cut: {BUDGET} brief fine-tunes' worth (1 epoch over 5,400 images after adaptive BN; "
+        + ", ".join(f"{c:.0%} cut {results['budgets_by_cut'][f'{c:.2f}']:.0f} s" for c in CUTS)
+        + "). Every operation is charged its unit cost, timed once per process on a quiet machine (a brief "
+        "fine-tune, an adaptive-BN screening: "
+        + ", ".join(f"{k} {v:.2f} s" for k, v in results["units"].items())
+        + "), so a busy machine cannot change what a method gets; the sensitivity map ({results['map_seconds']:.0f} s, {SENS_LEVELS} keep ratios "
         f"per group, scored on the val split) is charged in full to every method that reads it. "
         "Each method's winner is chosen on val accuracy (3,000 images), fine-tuned again for "
         f"{FINAL['epochs']} epochs with a data order no search saw, and read once on the 10,000 test images. "
@@ -422,7 +431,7 @@ def table(results: dict, default: str = DEFAULT) -> str:
     ]
     lines += [
         "",
-        f"Seconds spent by the budgeted methods: {min(spent):.0f} to {max(spent):.0f} (budgets {min(results['budgets'].values()):.0f} to {max(results['budgets'].values()):.0f}).",
+        f"Seconds charged to the budgeted methods: {min(spent):.0f} to {max(spent):.0f}.",
     ]
     return "\n".join(lines)
 
@@ -432,12 +441,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--seed-range", type=int, nargs=2, metavar=("FIRST", "LAST"))
     parser.add_argument("--report", action="store_true", help="merge the seed files in bench/results and publish")
-    parser.add_argument("--stage-methods", action="store_true", help="add stage-tpe and stage-screen to the seeds run")
     args = parser.parse_args()
-    if args.stage_methods:
-        first, last = args.seed_range or (0, args.seeds - 1)
-        run_extra(list(range(first, last + 1)))
-        return
     if not args.report:
         seeds = list(range(args.seed_range[0], args.seed_range[1] + 1)) if args.seed_range else list(range(args.seeds))
         results = run(seeds)
@@ -446,8 +450,8 @@ def main() -> None:
         if args.seed_range:
             return
     results = merge()
-    if not math.isfinite(results.get("budget_s", float("nan"))):
-        raise SystemExit("no results")
+    if not results["seeds"]:
+        raise SystemExit("no results in bench/results/search_fmnist.seeds-*.json")
     publish("search_fmnist", results, table(results))
 
 

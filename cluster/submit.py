@@ -14,7 +14,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from orchestrator.config import dump_config
 from trials.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,11 +47,11 @@ def _client(address: str):
 def submit(
     entrypoint_args: list[str], address: str, config_text: str | None = None, follow: bool = True, say=print
 ) -> tuple[str, str]:
-    """Submit ``python -m cluster.job_entry ARGS`` as a job; returns (job id, final status)."""
+    """Submit ``python -m orchestrator.job_entry ARGS`` as a job; returns (job id, final status)."""
     client = _client(address)
     staged = stage(config_text)
     try:
-        entrypoint = " ".join(["python", "-m", "cluster.job_entry", *map(shlex.quote, entrypoint_args)])
+        entrypoint = " ".join(["python", "-m", "orchestrator.job_entry", *map(shlex.quote, entrypoint_args)])
         job_id = client.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": str(staged)})
     except RuntimeError as exc:  # the Jobs API refused it (no agent, runtime env upload, auth)
         raise UserError(f"the Ray cluster at {address} refused the job: {str(exc).splitlines()[0][:500]}") from None
@@ -77,19 +76,10 @@ def submit(
     return job_id, status
 
 
-def submit_search(
-    config_path: str, overrides: list[str], address: str, tracking_uri: str | None, follow: bool = True
-) -> tuple[str, str]:
-    from orchestrator.config import load_config
-
-    cfg = load_config(config_path, overrides)  # validated here: a bad config never reaches the cluster
-    if not Path(cfg.storage).is_absolute() and "://" not in cfg.storage:
-        raise UserError(
-            f"storage '{cfg.storage}': a submitted search needs an absolute path every node sees "
-            "(a shared filesystem), e.g. --set storage=/shared/runs"
-        )
+def submit_search(config_text: str, address: str, tracking_uri: str | None, follow: bool = True) -> tuple[str, str]:
+    """A search of the resolved config ``config_text`` (validated by the caller)."""
     args = ["search", JOB_CONFIG] + (["--tracking-uri", tracking_uri] if tracking_uri else [])
-    return submit(args, address, dump_config(cfg), follow)
+    return submit(args, address, config_text, follow)
 
 
 def submit_promote(promote_args: list[str], address: str, follow: bool = True) -> tuple[str, str]:

@@ -211,7 +211,17 @@ def _submit(args: argparse.Namespace) -> int:
     if (args.config is None) == (args.promote is None):
         raise UserError("submit needs either CONFIG (a search) or --promote TARGET (a promotion)")
     if args.config is not None:
-        _, status = submit_search(args.config, list(args.set or []), args.address, args.tracking_uri, follow)
+        from pathlib import Path
+
+        from orchestrator.config import dump_config, load_config
+
+        cfg = load_config(args.config, list(args.set or []))  # validated here: a bad config never reaches the cluster
+        if not Path(cfg.storage).is_absolute() and "://" not in cfg.storage:
+            raise UserError(
+                f"storage '{cfg.storage}': a submitted search needs an absolute path every node sees "
+                "(a shared filesystem), e.g. --set storage=/shared/runs"
+            )
+        _, status = submit_search(dump_config(cfg), args.address, args.tracking_uri, follow)
     else:
         extra = [args.promote, "--epochs", str(args.epochs), "--workers", str(args.workers)]
         extra += ["--tracking-uri", args.tracking_uri] if args.tracking_uri else []

@@ -323,7 +323,7 @@ def test_submit_runs_a_search_as_a_ray_job(tmp_path, mlflow_server):
         promote += ["--tracking-uri", mlflow_server]
         done = subprocess.run(promote, env=cluster.env, capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        assert "SUCCEEDED" in done.stdout and "cluster.job_entry promote it-submit" in done.stdout
+        assert "SUCCEEDED" in done.stdout and "orchestrator.job_entry promote it-submit" in done.stdout
     client, _, _ = _runs(mlflow_server, "it-submit")
     version = client.get_model_version_by_alias("it-submitted", "candidate")
     promoted = client.get_run(version.run_id)

@@ -1,4 +1,4 @@
-"""Entry point of a submitted job: ``python -m cluster.job_entry <prunetune args>``.
+"""Entry point of a submitted job: ``python -m orchestrator.job_entry <prunetune args>``.
 
 Ray runs a job inside a copy of its runtime-env working_dir, which Ray may remove while
 the job's driver still runs (once the driver has joined the cluster, nothing holds the
