@@ -137,27 +137,23 @@ class Bench:
         return {f"{k}@{t}": v for (k, t), v in self.units.items()}
 
     def finetune(self, ratios, target: float, seed: int) -> dict:
-        t0 = time.perf_counter()
-        r = run_trial(self._cfg(ratios, target, seed, "finetune", FINETUNE))
-        wall = time.perf_counter() - t0
-        return {
-            "val": r["val_accuracy"],
-            "spec": r["spec"],
-            "macs_ratio": r["macs_ratio"],
-            "wall": wall,
-            "s": self._charge("finetune", target, wall),
-        }
+        return self._timed("finetune", ratios, target, seed)
 
     def screen(self, ratios, target: float) -> dict:
+        return self._timed("screen", ratios, target, 0)
+
+    def _timed(self, kind: str, ratios, target: float, seed: int) -> dict:
+        """One trial (a brief fine-tune, or an adaptive-BN screening), its wall time and its charge."""
         t0 = time.perf_counter()
-        r = run_trial(self._cfg(ratios, target, 0, "adaptive_bn", FINETUNE))
+        evaluation = "finetune" if kind == "finetune" else "adaptive_bn"
+        r = run_trial(self._cfg(ratios, target, seed, evaluation, FINETUNE))
         wall = time.perf_counter() - t0
         return {
             "val": r["val_accuracy"],
             "spec": r["spec"],
             "macs_ratio": r["macs_ratio"],
             "wall": wall,
-            "s": self._charge("screen", target, wall),
+            "s": self._charge(kind, target, wall),
         }
 
     def final_test(self, spec: dict, seed: int) -> float:
