@@ -26,6 +26,13 @@ import time
 from pathlib import Path
 
 RAY = str(Path(sys.executable).parent / "ray")
+STARTUP_TIMEOUT = "timed out during startup"  # Ray's message when a node misses its 30 s registration
+START_ATTEMPTS = 3
+START_BACKOFF_S = 2.0  # times the attempt number
+
+
+class StartTimeout(RuntimeError):
+    """A node did not register with the GCS in time (the machine was loaded)."""
 
 
 def free_port() -> int:
@@ -145,7 +152,20 @@ class LocalCluster:
             timeout=300,
         )
         if done.returncode != 0:
-            raise RuntimeError(f"ray start {' '.join(args)} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+            error = StartTimeout if STARTUP_TIMEOUT in done.stdout + done.stderr else RuntimeError
+            raise error(f"ray start {' '.join(args)} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+
+    def _start_node(self, start, cleanup) -> None:
+        """Run ``start``; when the node times out registering with the GCS (Ray waits a fixed
+        30 s, which a loaded machine can exceed), ``cleanup`` what it left and try again."""
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                return start()
+            except StartTimeout:
+                cleanup()
+                if attempt == START_ATTEMPTS:
+                    raise
+                time.sleep(START_BACKOFF_S * attempt)
 
     def start(self) -> LocalCluster:
         dash = (
@@ -153,25 +173,37 @@ class LocalCluster:
             if self.dashboard
             else ["--include-dashboard=false"]
         )
-        self._ray_start(
-            "--head",
-            f"--port={self.port}",
-            f"--num-cpus={self.head_cpus}",
-            "--num-gpus=0",
-            f"--temp-dir={self.temp_dir}",
-            *dash,
+        self._start_node(
+            lambda: self._ray_start(
+                "--head",
+                f"--port={self.port}",
+                f"--num-cpus={self.head_cpus}",
+                "--num-gpus=0",
+                f"--temp-dir={self.temp_dir}",
+                *dash,
+            ),
+            self._reset_head,
         )
         for i in range(1, self.workers + 1):
             self.add_worker(i)
         return self
 
+    def _reset_head(self) -> None:
+        terminate(processes_of(str(self.temp_dir)))
+        self.port = free_port()  # the old one may linger in TIME_WAIT
+        self.address = f"127.0.0.1:{self.port}"
+
     def add_worker(self, i: int) -> None:
         before = _raylets(_pgrep(str(self.temp_dir)))
-        self._ray_start(
-            f"--address={self.address}",
-            f"--num-cpus={self.cpus_per_worker}",
-            "--num-gpus=0",
-            f"--resources={json.dumps({f'prunetune_worker_{i}': 1})}",
+        self._start_node(
+            lambda: self._ray_start(
+                f"--address={self.address}",
+                f"--num-cpus={self.cpus_per_worker}",
+                "--num-gpus=0",
+                f"--resources={json.dumps({f'prunetune_worker_{i}': 1})}",
+            ),
+            # the raylet that never registered, and its agents: no other node is touched
+            lambda: terminate(node_processes(_raylets(_pgrep(str(self.temp_dir))) - before)),
         )
         new = _raylets(_pgrep(str(self.temp_dir))) - before
         if len(new) != 1:
