@@ -79,7 +79,7 @@ TOP = 3  # fine-tunes after screening
 SENS_LEVELS, SENS_VAL_BATCHES = 4, 16  # 16 batches of 512: the whole val split scores each cut
 METHODS = ("uniform", "adapruner", "sensitivity", "random", "eagleeye", "tpe+sens", "screened")
 STAGE_METHODS = ("stage-tpe", "stage-screen")
-DEFAULT = "screened"
+DEFAULT = "uniform"  # the reference every delta is taken to: what a search must beat
 CPU = torch.device("cpu")
 CACHE = ROOT / "runs" / "bench" / f"fmnist-{ARCH}-{SIZE}.pt"
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -393,29 +393,33 @@ def table(results: dict, default: str = DEFAULT) -> str:
         + "). Every operation is charged its unit cost, timed once per process on a quiet machine (a brief "
         "fine-tune, an adaptive-BN screening: "
         + ", ".join(f"{k} {v:.2f} s" for k, v in results["units"].items())
-        + "), so a busy machine cannot change what a method gets; the sensitivity map ({results['map_seconds']:.0f} s, {SENS_LEVELS} keep ratios "
+        + f"), so a busy machine cannot change what a method gets; the sensitivity map ({results['map_seconds']:.0f} s, "
+        f"{SENS_LEVELS} keep ratios "
         f"per group, scored on the val split) is charged in full to every method that reads it. "
         "Each method's winner is chosen on val accuracy (3,000 images), fine-tuned again for "
         f"{FINAL['epochs']} epochs with a data order no search saw, and read once on the 10,000 test images. "
         f"Mean ± sd over {n} seeds (sampler, draws and data orders; the baseline is shared); Δ: paired difference "
-        f"to **{default}** (positive: {default} is ahead).",
+        f"to **{default}** (positive: the method is ahead), and in how many seeds the method is ahead.",
         f"Machine: {results.get('machine', '?')}; {results.get('date', '?')}; one thread per process.",
         "",
-        "| method | " + " | ".join(f"test, {c:.0%} cut | Δ to {default}" for c in CUTS) + " | configurations tried |",
-        "|---|" + "---|---|" * len(CUTS) + "---|",
+        "| method | "
+        + " | ".join(f"test, {c:.0%} cut | Δ to {default} | ahead" for c in CUTS)
+        + " | configurations tried |",
+        "|---|" + "---|---|---|" * len(CUTS) + "---|",
     ]
     for m in methods:
         cells = []
         for c in CUTS:
             key = f"{c:.2f}"
             acc = [s[key][m]["test"] for s in seeds.values()]
-            delta = [s[key][default]["test"] - s[key][m]["test"] for s in seeds.values()]
-            cells += [_ms(acc), "" if m == default else _ms(delta)]
+            delta = [s[key][m]["test"] - s[key][default]["test"] for s in seeds.values()]
+            ahead = f"{sum(d > 0 for d in delta)}/{n}"
+            cells += [_ms(acc), "" if m == default else _ms(delta), "" if m == default else ahead]
         tried = statistics.mean(s[f"{c:.2f}"][m]["tried"] for s in seeds.values() for c in CUTS)
         lines.append(f"| {m} | " + " | ".join(cells) + f" | {tried:.0f} |")
     lines += ["", "Val accuracy of the winners (what each method selected on), in %:", ""]
     lines += ["| method | " + " | ".join(f"{c:.0%} cut" for c in CUTS) + " |", "|---|" + "---|" * len(CUTS)]
-    for m in METHODS:
+    for m in methods:
         lines.append(
             f"| {m} | " + " | ".join(_ms([s[f"{c:.2f}"][m]["val"] for s in seeds.values()]) for c in CUTS) + " |"
         )
@@ -423,7 +427,8 @@ def table(results: dict, default: str = DEFAULT) -> str:
         s[f"{c:.2f}"][m]["seconds"]
         for s in seeds.values()
         for c in CUTS
-        for m in ("random", "eagleeye", "tpe+sens", "screened")
+        for m in ("random", "eagleeye", "tpe+sens", "screened", "stage-tpe", "stage-screen")
+        if m in s[f"{c:.2f}"]
     ]
     lines += [
         "",

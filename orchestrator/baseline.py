@@ -89,13 +89,14 @@ def method_points(cfg: SearchConfig, base: Baseline, graph, var_map: dict[str, l
     allocations = []
     for method in s.warm_start_methods:
         if method == "adapruner":
-            target = (s.macs_target or 0.5) * base.metrics["macs"]
+            # a latency or params target is taken as a MACs target here: trials scale onto the objective
+            target = (s.budget_target or 0.5) * base.metrics["macs"]
             spec, _ = allocate(graph, target, keep_min=s.keep_min, keep_max=s.keep_max, round_to=s.round_to)
             allocations.append(spec.ratios(graph.groups))
         elif method == "sensitivity":
             from trials.sensitivity import allocate as by_sensitivity
 
-            for t in [s.macs_target] if s.macs_target else SENSITIVITY_FRONT_TARGETS:
+            for t in [s.budget_target] if s.budget_target else SENSITIVITY_FRONT_TARGETS:
                 kw = {"keep_min": s.keep_min, "keep_max": s.keep_max, "round_to": s.round_to}
                 spec, _, _ = by_sensitivity(graph, smap, t * base.metrics["macs"], **kw)
                 allocations.append(spec.ratios(graph.groups))

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from trials.criteria import CRITERIA
 from trials.data import DATASETS, DataConfig
 from trials.errors import UserError
+from trials.latency import RUNTIMES, LatencySettings, check_runtime
 from trials.regularizers import REGULARIZERS
 from trials.train import FinetuneConfig
 
@@ -66,9 +67,16 @@ class BaselineSection(_Strict):
         return {}
 
 
+OBJECTIVES = ("macs", "latency", "params")
+
+
 class SearchSection(_Strict):
     mode: Literal["front", "budget"] = "front"
-    macs_target: float | None = Field(None, gt=0, lt=1)  # budget mode: fraction of baseline MACs kept
+    # what the front trades against accuracy and what budget mode targets; MACs and params
+    # are counted for every trial, latency (the `latency` section) measured with `latency`
+    objective: Literal[OBJECTIVES] = "macs"  # type: ignore[valid-type]
+    target: float | None = Field(None, gt=0, lt=1)  # budget mode: fraction of the baseline's objective kept
+    macs_target: float | None = Field(None, gt=0, lt=1)  # the same as objective macs + target
     granularity: Literal["layer", "stage"] = "layer"
     keep_min: float = Field(0.25, gt=0, le=1)
     keep_max: float = Field(1.0, gt=0, le=1)
@@ -100,8 +108,12 @@ class SearchSection(_Strict):
     def _check(self) -> SearchSection:
         if self.keep_min > self.keep_max:
             raise ValueError(f"keep_min: {self.keep_min} is above keep_max {self.keep_max}")
-        if self.mode == "budget" and self.macs_target is None:
-            raise ValueError("macs_target: budget mode needs it (the fraction of baseline MACs to keep)")
+        if self.macs_target is not None and self.target is not None:
+            raise ValueError("macs_target: give target (with objective) or macs_target, not both")
+        if self.macs_target is not None and self.objective != "macs":
+            raise ValueError(f"macs_target: targets MACs, but objective is {self.objective}: use target")
+        if self.mode == "budget" and self.budget_target is None:
+            raise ValueError("target: budget mode needs it (the fraction of the baseline's objective to keep)")
         if self.screen is not None and self.mode != "budget":
             raise ValueError("screen: compares candidates of equal MACs, so it needs budget mode (mode: budget)")
         if self.mode == "budget" and self.front_targets:
@@ -110,6 +122,11 @@ class SearchSection(_Strict):
             if not 0 < r <= 1:
                 raise ValueError(f"warm_start: ratio {r} is not in (0, 1]")
         return self
+
+    @property
+    def budget_target(self) -> float | None:
+        """Budget mode's fraction of the baseline's objective (``target`` or ``macs_target``)."""
+        return self.target if self.target is not None else self.macs_target
 
 
 class TrialSection(_Strict):
@@ -183,6 +200,31 @@ class SensitivitySection(_Strict):
     val_batches: int | None = Field(None, ge=1, le=1_000_000)
 
 
+class LatencySection(_Strict):
+    """Where latency is measured (search.objective: latency): the deployment runtime and
+    device, the batch, the CPU threads; a median over ``repeats`` after ``warmup`` runs.
+    A per-layer latency table (``table_levels`` kept counts per layer side) predicts every
+    candidate; budget mode bisects on it, then verifies by measurement within ``tolerance``."""
+
+    runtime: Literal[RUNTIMES] = "torch"  # type: ignore[valid-type]
+    device: str = "cpu"
+    batch_size: int = Field(1, ge=1, le=65_536)
+    threads: int | None = Field(None, ge=1, le=1024)
+    warmup: int = Field(10, ge=0, le=10_000)
+    repeats: int = Field(30, ge=3, le=100_000)
+    table_levels: int = Field(6, ge=2, le=64)
+    tolerance: float = Field(0.05, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> LatencySection:
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
+            raise ValueError(f"device: '{self.device}' is not one of cpu, cuda, cuda:N")
+        return self
+
+    def settings(self) -> LatencySettings:
+        return LatencySettings(self.runtime, self.device, self.batch_size, self.threads, self.warmup, self.repeats)
+
+
 class TrackingSection(_Strict):
     uri: str | None = None  # default: sqlite:///mlflow.db in the working directory
 
@@ -199,6 +241,7 @@ class SearchConfig(_Strict):
     search: SearchSection = SearchSection()
     trial: TrialSection = TrialSection()
     sensitivity: SensitivitySection = SensitivitySection()
+    latency: LatencySection = LatencySection()
     tracking: TrackingSection = TrackingSection()
     cluster: ClusterSection = ClusterSection()
     # Where Ray Tune's and Ray Train's results go, under storage/name: a local path, a
@@ -215,6 +258,11 @@ class SearchConfig(_Strict):
                 "trial.criterion paam and the paam warm start need learned scores: set baseline.regularizer: paam "
                 "(or a baseline.path trained that way)"
             )
+        if self.search.objective == "latency":
+            if self.latency.device.startswith("cuda") and self.trial.gpu <= 0:
+                raise ValueError("latency.device: cuda is measured where trials run: it needs trial.gpu > 0")
+            if self.latency.runtime == "onnxruntime":
+                check_runtime(LatencySettings(runtime="onnxruntime"))  # the extra, named, before any work
         if self.search.screen is not None and (
             self.trial.evaluation != "finetune" or self.trial.adaptive_bn_batches < 1
         ):

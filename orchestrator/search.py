@@ -21,6 +21,7 @@ from cluster.connect import connect
 from orchestrator import progress
 from orchestrator.baseline import Baseline, method_points, prepare_baseline
 from orchestrator.config import SearchConfig, dump_config
+from orchestrator.latency import latency_table, log_latency_model
 from orchestrator.progress import TrackingCallback
 from orchestrator.resume import check_new, check_resume, flat_config
 from orchestrator.screen import ScreenScheduler
@@ -76,7 +77,10 @@ def _settings(cfg: SearchConfig, var_map: dict) -> dict:
         "data": asdict(cfg.data_config()),
         "variables": var_map,
         "round_to": s.round_to,
-        "macs_target": s.macs_target if s.mode == "budget" else None,
+        "objective": s.objective,
+        "target": s.budget_target if s.mode == "budget" else None,
+        "latency": asdict(cfg.latency.settings()) if s.objective == "latency" else None,
+        "latency_tolerance": cfg.latency.tolerance,
         "keep_min": s.keep_min,
         "keep_max": s.keep_max,
         "trial": {**t.trial_kwargs(s.seed), "screen": s.screen is not None},
@@ -223,8 +227,9 @@ def _record(cfg: SearchConfig, base: Baseline, resume: bool, say) -> tuple[Searc
     return record, callback
 
 
-def _trainable(cfg: SearchConfig, base: Baseline, var_map: dict, record: SearchRecord, resume: bool):
+def _trainable(cfg: SearchConfig, base: Baseline, var_map: dict, record: SearchRecord, resume: bool, table=None):
     settings = _settings(cfg, var_map)
+    settings["latency_table"] = table.to_dict() if table is not None else None
     if resume:  # trials MLflow holds as finished are replayed from the record, never trained again
         settings["recorded"] = {
             tid: {k: row[k] for k in ("val_accuracy", "macs", "macs_ratio", "params")}
@@ -337,7 +342,11 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
     if "sensitivity" in cfg.search.warm_start_methods:  # Ray tasks over the cluster, cached
         smap = sensitivity_map(cfg, base, graph, say)
         log_sensitivity(record.client, record.parent_run_id, smap)
-    trainable = _trainable(cfg, base, var_map, record, resume)
+    table = None
+    if cfg.search.objective == "latency":  # a Ray task where trials run, cached
+        table, check = latency_table(cfg, base, say)
+        log_latency_model(record.client, record.parent_run_id, table, check)
+    trainable = _trainable(cfg, base, var_map, record, resume, table)
     t0, started_at = time.perf_counter(), time.time()
     try:
         _tune_runs(cfg, resume, trainable, callback, lambda: _new_searcher(cfg, base, graph, var_map, smap), say)

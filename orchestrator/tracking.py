@@ -37,6 +37,10 @@ FINAL_METRICS = (
     "params_ratio",
     "trial_seconds",
     "latency_ms",
+    "latency_spread_ms",
+    "baseline_latency_ms",
+    "latency_ratio",
+    "latency_pred_ms",
 )
 COLUMNS = ("trial", "run_id", "val_accuracy", "macs", "macs_ratio", "params", "rank", "pareto")
 

@@ -17,6 +17,7 @@ from orchestrator import faults
 from orchestrator.space import TARGET, group_ratios
 from trials.data import DataConfig
 from trials.errors import TrialFailed, UserError
+from trials.latency import LatencySettings
 from trials.trial import TrialConfig, run_trial
 
 
@@ -34,7 +35,11 @@ def trainable(
         data=DataConfig(**s["data"]),
         keep=group_ratios(config, s["variables"]),
         round_to=s["round_to"],
-        macs_target=config.get(TARGET, s["macs_target"]),  # front_targets: sampled per trial
+        objective=s["objective"],
+        target=config.get(TARGET, s["target"]),  # front_targets: sampled per trial
+        latency=LatencySettings(**s["latency"]) if s["latency"] else None,
+        latency_table=s["latency_table"],
+        latency_tolerance=s["latency_tolerance"],
         keep_min=s["keep_min"],
         keep_max=s["keep_max"],
         learned_scores=scores,

@@ -12,7 +12,7 @@ last gap.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch_pruning as tp
 from torch import nn
@@ -24,11 +24,14 @@ from trials.spec import ChannelSpec
 
 
 class MacsModel:
-    """MACs of a spec from the unpruned layer-wise counts of one ``ChannelGraph``."""
+    """MACs (or, with ``params=True``, parameters) of a spec from the unpruned layer-wise
+    counts of one ``ChannelGraph``."""
 
-    def __init__(self, graph: ChannelGraph) -> None:
+    def __init__(self, graph: ChannelGraph, params: bool = False) -> None:
         model = graph.model
-        _, _, layer_macs, _ = tp.utils.count_ops_and_params(model, graph.example_input, layer_wise=True)
+        _, _, layer_macs, layer_params = tp.utils.count_ops_and_params(model, graph.example_input, layer_wise=True)
+        if params:
+            layer_macs = layer_params
         modules = dict(model.named_modules())
         self.sizes = {g.name: g.channels for g in graph.groups}
         out_of = {m: g.name for g in graph.groups for m in g.members}
@@ -111,11 +114,17 @@ def project_ratios(
     num_classes: int = 10,
     tol: float = 0.01,
     rounds: int = 4,
+    cost: Callable[[Mapping[str, int]], float] | None = None,
+    real: Callable[[ChannelSpec], float] | None = None,
 ) -> tuple[ChannelSpec, int]:
     """The spec of ``s * ratios`` (clipped to [keep_min, keep_max]) whose counted MACs are
     closest to ``target_macs``; returns it with its counted MACs. With ``arch`` set, each
-    round is checked by counting a rebuilt network; without it, the analytic model decides."""
-    model_macs = MacsModel(graph)
+    round is checked by counting a rebuilt network; without it, the analytic model decides.
+
+    Another cost works the same way: ``cost`` models it from kept channel counts (bisected
+    on) and ``real`` gives its true value for a spec (each round's check, e.g. a measured
+    latency); ``target_macs`` is then a target of that cost, and ``tol`` its tolerance."""
+    model_macs = cost or MacsModel(graph)
     r = [max(ratios.get(g.name, 1.0), 1e-6) for g in graph.groups]
     s_lo, s_hi = keep_min / max(r) * 0.999, keep_max / min(r) * 1.001
     shape = tuple(graph.example_input.shape[1:])
@@ -131,13 +140,15 @@ def project_ratios(
         cands = [_scaled(graph, ratios, s, keep_min, keep_max, round_to, arch) for s in (lo, hi)]
         spec = min(cands, key=lambda c: abs(model_macs(c.channels) - goal))
         spec = _refine(model_macs, graph, spec, goal, keep_min, keep_max, round_to)
-        if arch:
-            real = count_cost(rebuild(arch, spec, num_classes, shape[0], shape[-1]), shape).macs
+        if real is not None:
+            value = real(spec)
+        elif arch:
+            value = count_cost(rebuild(arch, spec, num_classes, shape[0], shape[-1]), shape).macs
         else:
-            real = model_macs(spec.channels)
-        if best is None or abs(real - target_macs) < abs(best[1] - target_macs):
-            best = (spec, int(real))
-        if abs(real - target_macs) <= tol * target_macs:
+            value = model_macs(spec.channels)
+        if best is None or abs(value - target_macs) < abs(best[1] - target_macs):
+            best = (spec, value if real is not None else int(value))
+        if abs(value - target_macs) <= tol * target_macs:
             break
-        goal *= target_macs / real  # correct for what the analytic model leaves out
+        goal *= target_macs / value  # correct for what the model leaves out
     return best

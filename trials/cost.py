@@ -6,8 +6,6 @@ multiply-accumulates, not 2 x MACs), so that budgets and reports agree.
 
 from __future__ import annotations
 
-import statistics
-import time
 from dataclasses import dataclass
 
 import torch
@@ -31,7 +29,6 @@ def count_cost(model: nn.Module, input_shape: tuple[int, int, int]) -> Cost:
     return Cost(macs=int(macs), params=int(params))
 
 
-@torch.no_grad()
 def measure_latency(
     model: nn.Module,
     input_shape: tuple[int, int, int],
@@ -40,21 +37,9 @@ def measure_latency(
     warmup: int = 5,
     repeats: int = 20,
 ) -> float:
-    """Median wall time in milliseconds of one forward pass of a batch (eval mode)."""
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    x = torch.randn(batch_size, *input_shape, device=device)
-    if device.type == "cuda":
-        x = x.contiguous(memory_format=torch.channels_last)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    times = []
-    for i in range(warmup + repeats):
-        sync()
-        t0 = time.perf_counter()
-        model(x)
-        sync()
-        if i >= warmup:
-            times.append((time.perf_counter() - t0) * 1000.0)
-    model.train(was_training)
-    return statistics.median(times)
+    """Median wall time in milliseconds of one forward pass of a batch on the torch runtime
+    (eval mode; on CUDA channels_last and bf16, as trials run): ``trials.latency.measure``."""
+    from trials.latency import LatencySettings, measure
+
+    device = str(device if device is not None else next(model.parameters()).device)
+    return measure(model, input_shape, LatencySettings("torch", device, batch_size, None, warmup, repeats)).median_ms

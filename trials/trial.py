@@ -18,20 +18,22 @@ from torch import nn
 
 from trials.adapruner import choose_criterion
 from trials.baseline import ModelInfo, load_model, load_weights
-from trials.budget import project_ratios
-from trials.cost import count_cost, measure_latency
+from trials.budget import MacsModel, project_ratios
+from trials.cost import count_cost
 from trials.criteria import AUTO_CANDIDATES
 from trials.data import DataConfig, load_train_val
 from trials.errors import TrialFailed, UserError
 from trials.groups import build_graph
+from trials.latency import LatencySettings, LatencyTable, measure_side_by_side
 from trials.models import create_model
-from trials.prune import apply_spec
+from trials.prune import apply_spec, rebuild
 from trials.regularizers import make_regularizer
 from trials.spec import ChannelSpec
 from trials.train import FinetuneConfig, evaluate, finetune, recalibrate_bn
 
 Report = Callable[[dict], None]
 EVALUATIONS = ("finetune", "adaptive_bn")
+OBJECTIVES = ("macs", "params", "latency")
 
 
 @dataclass
@@ -42,7 +44,8 @@ class TrialConfig:
     spec: ChannelSpec | None = None  # exact counts per group ...
     keep: float | Mapping[str, float] | None = None  # ... or keep ratios (one, or per group)
     round_to: int = 1
-    macs_target: float | None = None  # budget mode: scale keep ratios to this fraction of baseline MACs
+    objective: str = "macs"  # what target budgets: macs, params or latency (then ``latency`` says where)
+    target: float | None = None  # budget mode: scale keep ratios to this fraction of the baseline's objective
     keep_min: float = 0.05  # bounds of the scaled ratios in budget mode
     keep_max: float = 1.0
     criterion: str = "l1"  # one of trials.criteria.CRITERIA, or "auto" (AdaPruner's choice per spec)
@@ -56,7 +59,9 @@ class TrialConfig:
     regularizer: str = "none"  # "ffr": feature-flow regularization during the fine-tune
     regularizer_options: Mapping[str, float] = field(default_factory=dict)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
-    latency_batch_size: int | None = None  # set to also measure latency
+    latency: LatencySettings | None = None  # set to also measure latency, side by side with the baseline
+    latency_table: Mapping | None = None  # a LatencyTable's dict: latency predicted, budget mode bisects on it
+    latency_tolerance: float = 0.05  # budget mode on latency: measured within this share of the target
     device: str = "auto"
 
 
@@ -90,6 +95,35 @@ def _finite(metrics: dict, where: str) -> dict:
     return metrics
 
 
+def _budget(config: TrialConfig, graph, info: ModelInfo, base, table, unpruned, shape) -> dict:
+    """How budget mode scales onto ``config.target``: the objective's model (bisected on),
+    its real value per spec (each round's check) and the goal in the model's units."""
+    if config.objective == "macs":
+        return {"target_macs": config.target * base.macs}
+    if config.objective == "params":
+        rebuilt = lambda spec: rebuild(config.arch, spec, info.num_classes, shape[0], shape[-1])  # noqa: E731
+        return {
+            "target_macs": config.target * base.params,
+            "cost": MacsModel(graph, params=True),
+            "real": lambda spec: count_cost(rebuilt(spec), shape).params,
+        }
+    if table is None or config.latency is None:
+        raise UserError("trial: a latency target needs latency settings and a latency table")
+    full_pred = table.predict({g.name: g.channels for g in graph.groups})
+
+    def measured(spec: ChannelSpec) -> float:  # in the table's units: measured ratio x predicted baseline
+        net = rebuild(config.arch, spec, info.num_classes, shape[0], shape[-1])
+        cut, full = measure_side_by_side([net, copy.deepcopy(unpruned)], shape, config.latency)
+        return cut.median_ms / full.median_ms * full_pred
+
+    return {
+        "target_macs": config.target * full_pred,
+        "cost": table.predict,
+        "real": measured,
+        "tol": config.latency_tolerance,
+    }
+
+
 def run_trial(config: TrialConfig, report: Report | None = None) -> dict:
     """Prune, optionally recalibrate BN, fine-tune, evaluate, count; return final metrics.
 
@@ -110,17 +144,21 @@ def run_trial(config: TrialConfig, report: Report | None = None) -> dict:
 
     graph = build_graph(model, shape, config.arch)
     spec = _target_spec(config, graph.groups)
-    if config.macs_target is not None:
+    if config.objective not in OBJECTIVES:
+        raise UserError(f"trial.objective '{config.objective}' is unknown: use one of {', '.join(OBJECTIVES)}")
+    table = LatencyTable.from_dict(config.latency_table) if config.latency_table else None
+    unpruned = copy.deepcopy(model) if config.latency else None  # timed beside the pruned network
+    if config.target is not None:
         raw = config.keep if isinstance(config.keep, Mapping) else spec.ratios(graph.groups)
         spec, _ = project_ratios(
             graph,
             raw,
-            config.macs_target * base.macs,
             keep_min=config.keep_min,
             keep_max=config.keep_max,
             round_to=config.round_to,
             arch=config.arch,
             num_classes=info.num_classes,
+            **_budget(config, graph, info, base, table, unpruned, shape),
         )
     if config.evaluation not in EVALUATIONS:
         raise UserError(f"trial.evaluation '{config.evaluation}' is unknown: use one of {', '.join(EVALUATIONS)}")
@@ -206,7 +244,15 @@ def run_trial(config: TrialConfig, report: Report | None = None) -> dict:
         "trial_seconds": time.perf_counter() - t0,
         "started_at": started_at,  # wall clock (s since the epoch)
     }
-    if config.latency_batch_size:
-        result["latency_ms"] = measure_latency(model, shape, config.latency_batch_size, device)
+    if config.latency:
+        pruned, full = measure_side_by_side([copy.deepcopy(model), unpruned], shape, config.latency)
+        result.update(
+            latency_ms=pruned.median_ms,
+            latency_spread_ms=pruned.spread_ms,
+            baseline_latency_ms=full.median_ms,
+            latency_ratio=pruned.median_ms / full.median_ms,
+        )
+    if table is not None:
+        result["latency_pred_ms"] = table.predict(spec.channels)
     result["state_dict"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     return result

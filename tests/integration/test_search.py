@@ -138,6 +138,37 @@ def test_budget_mode_projects_every_trial_and_the_screen_fine_tunes_only_the_pro
     assert {t["run_id"] for t in front["trials"] if not t.get("baseline")} == {c.info.run_id for c in tuned}
 
 
+def test_a_latency_budget_search_logs_measured_and_predicted_latency(tmp_path, mlflow_server, ray_cluster):
+    # search.objective latency: the latency table is built in a Ray task, checked and logged;
+    # every trial is scaled onto 70% of the baseline's latency and measures its own
+    data = _config(
+        tmp_path,
+        "it-latency",
+        mlflow_server,
+        ray_cluster["address"],
+        search={"mode": "budget", "objective": "latency", "target": 0.7, "num_trials": 2, "sampler": "random"},
+    )
+    data["latency"] = {"batch_size": 32, "threads": 1, "warmup": 2, "repeats": 9, "table_levels": 3}
+    done = _search(tmp_path, ray_cluster, data)
+    assert "[2/2]" in done.stdout and "latency: model against 20 measured pruned networks" in done.stdout
+    client, parents, children = _runs(mlflow_server, "it-latency")
+    assert len(children) == 2 and all(c.info.status == "FINISHED" for c in children)
+    for c in children:
+        m = c.data.metrics
+        assert m["latency_ms"] > 0 and m["latency_pred_ms"] > 0 and m["baseline_latency_ms"] > m["latency_ms"]
+        assert abs(m["latency_ratio"] - 0.7) < 0.25, m["latency_ratio"]  # loose: timings share two cores
+    parent = parents[0]
+    assert (
+        0
+        <= parent.data.metrics["latency_model_median_rel_error"]
+        <= parent.data.metrics["latency_model_worst_rel_error"]
+    )
+    assert {a.path for a in client.list_artifacts(parent.info.run_id, "latency")} == {
+        "latency/table.json",
+        "latency/check.json",
+    }
+
+
 def test_front_targets_put_each_trial_at_its_sampled_macs(tmp_path, mlflow_server, ray_cluster):
     _search(
         tmp_path,

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,23 @@ def test_resolved_config_round_trips():
         ({"name": "x", "search": {"num_trails": 3}}, "search.num_trails: unknown key"),
         ({"name": "x", "search": {"num_trials": "many"}}, "search.num_trials"),
         ({"name": "x", "trial": {"criterion": "l7"}}, "trial.criterion"),
-        ({"name": "x", "search": {"mode": "budget"}}, "search.macs_target: budget mode needs it"),
+        ({"name": "x", "search": {"mode": "budget"}}, "search.target: budget mode needs it"),
+        (
+            {"name": "x", "search": {"mode": "budget", "target": 0.5, "macs_target": 0.5}},
+            "search.macs_target: give target .with objective. or macs_target, not both",
+        ),
+        (
+            {"name": "x", "search": {"mode": "budget", "objective": "latency", "macs_target": 0.5}},
+            "search.macs_target: targets MACs, but objective is latency: use target",
+        ),
+        ({"name": "x", "search": {"objective": "flops"}}, "search.objective"),
+        ({"name": "x", "latency": {"runtime": "tensorrt"}}, "latency.runtime"),
+        ({"name": "x", "latency": {"device": "tpu"}}, "latency.device: .tpu. is not one of cpu, cuda"),
+        ({"name": "x", "latency": {"repeats": 1}}, "latency.repeats"),
+        (
+            {"name": "x", "search": {"objective": "latency"}, "latency": {"device": "cuda"}},
+            "latency.device: cuda is measured where trials run: it needs trial.gpu > 0",
+        ),
         ({"name": "x", "search": {"keep_min": 0.9, "keep_max": 0.5}}, "search.keep_min: 0.9 is above keep_max"),
         ({"name": "x", "trial": {"device": "tpu"}}, "trial.device: .tpu. is not one of"),
         ({"name": "x", "trial": {"device": "cuda"}}, "trial.device: .cuda. needs trial.gpu > 0"),
@@ -127,3 +144,18 @@ def test_storage_may_be_a_uri_with_local_driver_files(tmp_path, monkeypatch):
     assert local.storage_uri() == str(tmp_path / "shared" / "s") and local.storage_dir() == tmp_path / "shared" / "s"
     with pytest.raises(UserError, match="storage"):
         validate_config({"name": "s", "storage": "nosuchscheme://x/y"})
+
+
+def test_objective_and_target_with_macs_target_kept_working():
+    old = validate_config({"name": "x", "search": {"mode": "budget", "macs_target": 0.4}})
+    assert (old.search.objective, old.search.budget_target) == ("macs", 0.4)
+    new = validate_config({"name": "x", "search": {"mode": "budget", "objective": "latency", "target": 0.6}})
+    assert (new.search.objective, new.search.budget_target) == ("latency", 0.6)
+    assert new.latency.settings().runtime == "torch"
+
+
+def test_a_latency_search_on_onnxruntime_without_the_extra_names_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
+    data = {"name": "x", "search": {"objective": "latency"}, "latency": {"runtime": "onnxruntime"}}
+    with pytest.raises(UserError, match=r"pip install 'prunetune\[latency\]'"):
+        validate_config(data)

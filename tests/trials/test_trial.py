@@ -9,6 +9,8 @@ import torch
 
 from trials.data import DataConfig
 from trials.errors import TrialFailed, UserError
+from trials.groups import build_graph
+from trials.latency import LatencySettings, build_table
 from trials.models import create_model
 from trials.spec import ChannelSpec
 from trials.train import FinetuneConfig
@@ -25,11 +27,13 @@ def _config(**kw):
 
 def test_run_trial_reports_each_epoch_and_returns_final_metrics():
     reports = []
-    result = run_trial(_config(keep=0.5, adaptive_bn_batches=2, latency_batch_size=2), reports.append)
+    latency = LatencySettings(batch_size=2, threads=1, warmup=1, repeats=3)
+    result = run_trial(_config(keep=0.5, adaptive_bn_batches=2, latency=latency), reports.append)
     assert [r["epoch"] for r in reports] == [1, 2]
     assert result["val_accuracy"] == reports[-1]["val_accuracy"]
-    for key in ("val_accuracy", "val_loss", "macs", "params", "macs_ratio", "latency_ms"):
+    for key in ("val_accuracy", "val_loss", "macs", "params", "macs_ratio", "latency_ms", "baseline_latency_ms"):
         assert math.isfinite(result[key])
+    assert result["latency_ratio"] == result["latency_ms"] / result["baseline_latency_ms"]
     assert 0.2 < result["macs_ratio"] < 0.3 and result["macs"] < result["baseline_macs"]
     assert set(result["spec"]["channels"]) and max(result["spec"]["channels"].values()) <= 32
 
@@ -128,3 +132,36 @@ def test_a_screened_trial_reports_its_adaptive_bn_score_before_the_fine_tune():
     run_trial(cfg, report=reports.append)
     assert [r["epoch"] for r in reports] == [0, 1] and reports[0]["fidelity"] == 0
     assert "fidelity" not in reports[1] and 0 <= reports[0]["val_accuracy"] <= 1
+
+
+def test_budget_mode_on_params_lands_on_the_params_target():
+    result = run_trial(_config(keep=0.7, objective="params", target=0.4, finetune=FinetuneConfig(steps=1)))
+    assert abs(result["params_ratio"] - 0.4) < 0.01, result["params_ratio"]  # counted, not modelled
+
+
+def test_budget_mode_on_latency_lands_near_the_measured_target():
+    torch.manual_seed(0)
+    base = create_model("resnet20").state_dict()
+    model = create_model("resnet20")
+    model.load_state_dict(base)
+    latency = LatencySettings(batch_size=16, threads=1, warmup=2, repeats=15)
+    table = build_table(build_graph(model.eval(), (3, 32, 32), "resnet20"), latency, count=4).to_dict()
+    result = run_trial(
+        TrialConfig(
+            arch="resnet20",
+            baseline=base,
+            data=DATA,
+            device="cpu",
+            keep=0.8,
+            objective="latency",
+            target=0.5,
+            latency=latency,
+            latency_table=table,
+            latency_tolerance=0.05,
+            finetune=FinetuneConfig(steps=1),
+        )
+    )
+    # bisected on the table, verified and nudged by measurement: the final measurement (a
+    # fresh sample, on two cores shared with whatever else runs) lands near the target
+    assert abs(result["latency_ratio"] - 0.5) < 0.15, result["latency_ratio"]
+    assert result["latency_pred_ms"] > 0 and result["macs_ratio"] < 0.8

@@ -1,0 +1,88 @@
+"""The latency model's error (#17 point 7, first part): per-layer latency tables
+(trials/latency.py) predicting the latency of random pruned networks, against direct
+measurement, on this machine's CPU, for the torch and onnxruntime runtimes.
+
+For each network: the table over ``LEVELS`` kept counts per layer side, then ``N`` random
+pruned networks (per-group keep ratios drawn in [0.25, 1]) each timed directly; reported:
+the median and worst relative error of the prediction, the table's build time, and the
+span of measured latencies (so an error can be read against how much pruning moved the
+time). Run: ``python -m bench.latency`` (about 10 minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from bench.report import machine, publish
+from trials.groups import build_graph
+from trials.latency import LatencySettings, build_table, check_table
+from trials.models import create_model
+from trials.prune import rebuild
+
+N, LEVELS = 20, 6
+CASES = [  # arch, input side, batch
+    ("resnet20", 32, 16),
+    ("resnet56", 32, 16),
+    ("mobilenet_v2", 32, 16),
+    ("resnet20", 32, 1),
+]
+RUNTIMES = ("torch", "onnxruntime")
+
+
+def run_case(arch: str, side: int, batch: int, runtime: str) -> dict:
+    torch.manual_seed(0)
+    model = create_model(arch, num_classes=10, in_channels=3).eval()
+    graph = build_graph(model, (3, side, side), arch)
+    settings = LatencySettings(runtime=runtime, batch_size=batch, threads=1, warmup=5, repeats=20)
+    t0 = time.perf_counter()
+    table = build_table(graph, settings, count=LEVELS)
+    built = time.perf_counter() - t0
+    check = check_table(table, graph, lambda spec: rebuild(arch, spec, 10, 3, side), n=N)
+    measured = [m for _, m in check["pairs"]]
+    return {
+        "arch": arch,
+        "side": side,
+        "batch": batch,
+        "runtime": runtime,
+        "build_s": built,
+        "shapes": len(table.tables),
+        "median_rel_error": check["median_rel_error"],
+        "worst_rel_error": check["worst_rel_error"],
+        "measured_min_ms": min(measured),
+        "measured_max_ms": max(measured),
+        "full_pred_ms": table.predict(table.sizes),
+    }
+
+
+def main() -> None:
+    rows = []
+    for arch, side, batch in CASES:
+        for runtime in RUNTIMES:
+            row = run_case(arch, side, batch, runtime)
+            print(row, flush=True)
+            rows.append(row)
+    lines = [
+        "## Latency model: predicted against measured",
+        "",
+        f"`python -m bench.latency`. Per-layer latency tables ({LEVELS} kept counts per layer side, "
+        "layers of one shape share a table) predict the latency of "
+        f"{N} random pruned networks each (per-group keep ratios in [0.25, 1]); each network is "
+        "then timed directly (median of 20 runs after 5, one thread). Goal (#17): median error within 10%.",
+        f"Machine: {machine()}.",
+        "",
+        "| network | input, batch | runtime | median error | worst error | measured span (ms) | layer shapes | table built in |",
+        "|---|---|---|---:|---:|---|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['arch']} | {r['side']}x{r['side']}, {r['batch']} | {r['runtime']} | "
+            f"{100 * r['median_rel_error']:.1f}% | {100 * r['worst_rel_error']:.1f}% | "
+            f"{r['measured_min_ms']:.2f} to {r['measured_max_ms']:.2f} | {r['shapes']} | {r['build_s']:.0f} s |"
+        )
+    publish("latency", {"rows": rows, "machine": machine()}, "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
