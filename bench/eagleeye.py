@@ -43,7 +43,7 @@ def score(state, keep, macs_target, evaluation: str, abn: int, seed: int) -> tup
         baseline=state,
         data=DATA,
         keep=keep,
-        macs_target=macs_target,
+        target=macs_target,
         keep_min=0.1,
         criterion="l1",
         evaluation=evaluation,

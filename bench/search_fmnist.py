@@ -113,7 +113,7 @@ class Bench:
             baseline=self.state,
             data=DATA,
             keep=ratios,
-            macs_target=target,
+            target=target,
             keep_min=KEEP_MIN,
             keep_max=KEEP_MAX,
             adaptive_bn_batches=ADAPTIVE_BN,
@@ -159,7 +159,7 @@ class Bench:
     def final_test(self, spec: dict, seed: int) -> float:
         """The chosen counts, fine-tuned again (a data order no search saw), scored on test."""
         cfg = self._cfg(None, None, 10_000 + seed, "finetune", FINAL)
-        cfg.keep, cfg.macs_target, cfg.spec = None, None, ChannelSpec.from_dict(spec)
+        cfg.keep, cfg.target, cfg.spec = None, None, ChannelSpec.from_dict(spec)
         r = run_trial(cfg)
         model = rebuild(ARCH, cfg.spec, 10, 1, SIZE)
         model.load_state_dict(r["state_dict"])

@@ -87,7 +87,7 @@ class Bench:
                 baseline=self.state,
                 data=DATA,
                 keep=keep,
-                macs_target=macs_target,
+                target=macs_target,
                 keep_min=KEEP_MIN,
                 keep_max=KEEP_MAX,
                 adaptive_bn_batches=ADAPTIVE_BN,

@@ -14,6 +14,7 @@ from orchestrator.config import SearchConfig
 from trials.latency import LatencySettings, LatencyTable, build_table, check_table
 
 CHECK_NETWORKS = 20  # random pruned networks the model is checked against
+CALIBRATION_NETWORKS = 8  # and others it is fitted to (trials/latency.py build_table)
 
 
 def _key(cfg: SearchConfig, base: Baseline) -> str:
@@ -38,14 +39,9 @@ def build_and_check(arch: str, info, settings: LatencySettings, levels: int, kee
     model = create_model(arch, num_classes=info.num_classes, in_channels=info.in_channels).eval()
     shape = (info.in_channels, info.input_size, info.input_size)
     graph = build_graph(model, shape, arch)
-    table = build_table(graph, settings, count=levels)
-    check = check_table(
-        table,
-        graph,
-        lambda spec: rebuild(arch, spec, info.num_classes, info.in_channels, info.input_size),
-        n=CHECK_NETWORKS,
-        keep_min=keep_min,
-    )
+    build = lambda spec: rebuild(arch, spec, info.num_classes, info.in_channels, info.input_size)  # noqa: E731
+    table = build_table(graph, settings, count=levels, build=build, calibrate=CALIBRATION_NETWORKS, keep_min=keep_min)
+    check = check_table(table, graph, build, n=CHECK_NETWORKS, keep_min=keep_min)
     return {"table": table.to_dict(), "check": check}
 
 

@@ -254,8 +254,17 @@ def _make_layer(shape: dict, cin: int, cout: int) -> tuple[nn.Module, tuple[int,
 class LatencyTable:
     """Per-layer latency over kept channel counts; ``predict(channels)`` sums it."""
 
-    def __init__(self, settings: LatencySettings, layers: list[_Layer], tables: dict, sizes: dict, rest_ms: float):
+    def __init__(
+        self,
+        settings: LatencySettings,
+        layers: list[_Layer],
+        tables: dict,
+        sizes: dict,
+        rest_ms: float,
+        fit: list[float] | None = None,
+    ):
         self.settings, self.layers, self.tables, self.sizes, self.rest_ms = settings, layers, tables, sizes, rest_ms
+        self.fit = fit  # [a, b, c]: ms = a * layers + b * kept activation share + c (calibrated)
         self.full_numel = sum(layer.out_numel for layer in layers) or 1
 
     def _kept(self, layer: _Layer, channels: Mapping[str, int]) -> tuple[float, float]:
@@ -274,14 +283,22 @@ class LatencyTable:
         bottom = ms[i1][o0] * (1 - wo) + ms[i1][o1] * wo
         return top * (1 - wi) + bottom * wi
 
-    def predict(self, channels: Mapping[str, int]) -> float:
-        """Predicted milliseconds of the network keeping ``channels`` (group -> count)."""
+    def parts(self, channels: Mapping[str, int]) -> tuple[float, float]:
+        """The summed layer times (ms) and the share of activations kept."""
         total, numel = 0.0, 0.0
         for layer in self.layers:
             cin, cout = self._kept(layer, channels)
             total += self.layer_ms(layer, cin, cout)
             numel += layer.out_numel * cout / layer.out_width
-        return total + self.rest_ms * numel / self.full_numel
+        return total, numel / self.full_numel
+
+    def predict(self, channels: Mapping[str, int]) -> float:
+        """Predicted milliseconds of the network keeping ``channels`` (group -> count)."""
+        layers, share = self.parts(channels)
+        if self.fit:
+            a, b, c = self.fit
+            return a * layers + b * share + c
+        return layers + self.rest_ms * share
 
     def to_dict(self) -> dict:
         return {
@@ -290,6 +307,7 @@ class LatencyTable:
             "tables": self.tables,
             "sizes": self.sizes,
             "rest_ms": self.rest_ms,
+            "fit": self.fit,
         }
 
     @classmethod
@@ -300,6 +318,7 @@ class LatencyTable:
             {k: dict(v) for k, v in d["tables"].items()},
             dict(d["sizes"]),
             float(d["rest_ms"]),
+            d.get("fit"),
         )
 
 
@@ -370,9 +389,16 @@ def build_table(
     settings: LatencySettings,
     count: int = 6,
     time_shapes: Callable[[dict[str, dict]], dict[str, dict]] | None = None,
+    build: Callable[[ChannelSpec], nn.Module] | None = None,
+    calibrate: int = 8,
+    keep_min: float = 0.25,
 ) -> LatencyTable:
     """Time every layer shape of ``graph``'s network (``time_shapes`` may spread them over
-    workers; by default they run here), then the whole network for the rest."""
+    workers; by default they run here), then the whole network for the rest. With
+    ``build`` (a spec -> its pruned network), ``calibrate`` random pruned networks and the
+    whole one are timed too, and ``a * layers + b * activation share + c`` is fitted to
+    them (least squares): what isolated layers miss (caches, the framework's per-call
+    time) is then learned, not assumed. The networks checked later are other draws."""
     check_runtime(settings)
     layer_settings = LatencySettings(**{**asdict(settings), "warmup": 3, "repeats": max(5, settings.repeats // 3)})
     layers, shapes = table_layers(graph)
@@ -384,6 +410,18 @@ def build_table(
     table = LatencyTable(settings, layers, tables, sizes, 0.0)
     full = measure(graph.model, tuple(graph.example_input.shape[1:]), settings).median_ms
     table.rest_ms = full - table.predict(sizes)
+    if build is not None and calibrate > 0:
+        rng = random.Random(1_000_003)  # other draws than check_table's
+        shape = tuple(graph.example_input.shape[1:])
+        rows, ys = [(*table.parts(sizes), 1.0)], [full]
+        for _ in range(calibrate):
+            spec = ChannelSpec.from_ratios(graph.groups, {g.name: rng.uniform(keep_min, 1.0) for g in graph.groups})
+            rows.append((*table.parts(spec.channels), 1.0))
+            ys.append(measure(build(spec), shape, settings).median_ms)
+        coef = torch.linalg.lstsq(
+            torch.tensor(rows, dtype=torch.float64), torch.tensor(ys, dtype=torch.float64)[:, None]
+        )
+        table.fit = [float(v) for v in coef.solution[:, 0]]
     return table
 
 
@@ -399,16 +437,18 @@ def check_table(
     ratios drawn in [keep_min, 1]): the median and worst relative error, and the pairs."""
     rng = random.Random(seed)
     shape = tuple(graph.example_input.shape[1:])
-    pairs = []
+    pairs, channels = [], []
     for _ in range(n):
         ratios = {g.name: rng.uniform(keep_min, 1.0) for g in graph.groups}
         spec = ChannelSpec.from_ratios(graph.groups, ratios)
         measured = measure(build(spec), shape, table.settings).median_ms
         pairs.append((table.predict(spec.channels), measured))
+        channels.append(spec.channels)
     errors = [abs(p - m) / m for p, m in pairs]
     return {
         "n": n,
         "median_rel_error": statistics.median(errors),
         "worst_rel_error": max(errors),
         "pairs": pairs,
+        "channels": channels,
     }

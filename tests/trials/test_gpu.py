@@ -9,6 +9,7 @@ import torch
 
 from trials.cost import measure_latency
 from trials.data import DataConfig
+from trials.latency import LatencySettings
 from trials.models import create_model
 from trials.train import FinetuneConfig
 from trials.trial import TrialConfig, run_trial
@@ -24,7 +25,7 @@ def test_trial_runs_on_cuda_with_bf16_and_channels_last():
         keep=0.6,
         adaptive_bn_batches=4,
         finetune=FinetuneConfig(epochs=2, lr=0.05),
-        latency_batch_size=256,
+        latency=LatencySettings(device="cuda", batch_size=256),
         device="cuda",
     )
     reports = []

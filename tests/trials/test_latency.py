@@ -77,7 +77,8 @@ def resnet20():
     torch.manual_seed(0)
     model = create_model("resnet20", num_classes=10, in_channels=3).eval()
     graph = build_graph(model, SHAPE, "resnet20")
-    return graph, build_table(graph, FAST, count=4)
+    build = lambda spec: rebuild("resnet20", spec, 10, 3, 32)  # noqa: E731
+    return graph, build_table(graph, FAST, count=4, build=build, calibrate=4)
 
 
 def test_the_table_predicts_the_whole_network_and_less_for_fewer_channels(resnet20):
@@ -88,6 +89,7 @@ def test_the_table_predicts_the_whole_network_and_less_for_fewer_channels(resnet
     assert table.predict(full) == pytest.approx(measure(graph.model, SHAPE, FAST).median_ms, rel=1.0)
     assert table.predict(half) < table.predict(full)
     assert {layer.shape for layer in table.layers} == set(table.tables)  # every layer has its table
+    assert table.fit is not None and len(table.fit) == 3  # calibrated on 4 pruned networks and the whole one
 
 
 def test_the_table_survives_json(resnet20):
