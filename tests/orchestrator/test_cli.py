@@ -120,3 +120,21 @@ def test_a_model_prunetune_cannot_cut_is_refused_before_any_data_or_baseline(tmp
         assert says in err and arch in err and "Traceback" not in err
         assert time.perf_counter() - t0 < 20  # refused at once: no baseline was trained
     assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_every_cli_argument_has_help_and_its_default_is_shown():
+    import argparse
+
+    from orchestrator.cli import build_parser
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in subparsers.choices.items():
+        for action in sub._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, f"prunetune {name} {action.dest}: no help text"
+    promote = subparsers.choices["promote"].format_help()
+    assert "fine-tuning epochs (default: 30)" in promote
+    assert "(default: the search's trial lr)" in promote  # a default said in words is not repeated
+    assert "(default: None)" not in "".join(s.format_help() for s in subparsers.choices.values())
