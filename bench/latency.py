@@ -18,7 +18,8 @@ import torch
 
 from bench.report import machine, publish
 from trials.groups import build_graph
-from trials.latency import LatencySettings, build_table, check_table, measure
+from trials.latency import LatencySettings, measure
+from trials.latency_table import build_table, check_table
 from trials.models import create_model
 from trials.prune import rebuild
 from trials.spec import ChannelSpec

@@ -143,13 +143,14 @@ def _prune(args: argparse.Namespace) -> int:
 
 
 def _pareto(args: argparse.Namespace) -> int:
+    from orchestrator.axis import axis
     from orchestrator.progress import format_rows
-    from orchestrator.tracking import read_front, rows_to_csv
+    from orchestrator.tracking import read_search, rows_to_csv
 
-    rows, baseline = read_front(args.tracking_uri, args.experiment, say=lambda t: print(t, file=sys.stderr))
+    rows, baseline, objective = read_search(args.tracking_uri, args.experiment, say=lambda t: print(t, file=sys.stderr))
     front = rows if args.all else [r for r in rows if r["pareto"]]
     if args.format == "json":
-        print(json.dumps({"baseline": baseline, "trials": front}, indent=2))
+        print(json.dumps({"objective": objective, "baseline": baseline, "trials": front}, indent=2))
     elif args.format == "csv":
         print(rows_to_csv(front), end="")
     else:
@@ -162,7 +163,7 @@ def _pareto(args: argparse.Namespace) -> int:
         plot = Path(args.plot)
         plot.parent.mkdir(parents=True, exist_ok=True)
         writer = write_html if plot.suffix == ".html" else write_png
-        writer(rows, plot, f"{args.experiment}: MACs against val accuracy", baseline)
+        writer(rows, plot, f"{args.experiment}: {axis(objective).label} against val accuracy", baseline, objective)
         print(f"plot written to {plot.resolve()}", file=sys.stderr)
     return 0
 
@@ -173,8 +174,9 @@ def _promote(args: argparse.Namespace) -> int:
 
     if args.epochs < 1 or args.workers < 1:
         raise UserError("--epochs and --workers must be at least 1")
-    if args.max_macs_ratio is not None and not 0 < args.max_macs_ratio <= 1:
-        raise UserError(f"--max-macs-ratio must be in (0, 1], got {args.max_macs_ratio}")
+    for flag, value in (("--max-macs-ratio", args.max_macs_ratio), ("--max-latency-ratio", args.max_latency_ratio)):
+        if value is not None and not 0 < value <= 1:
+            raise UserError(f"{flag} must be in (0, 1], got {value}")
     opts = PromoteOptions(
         epochs=args.epochs,
         workers=args.workers,
@@ -182,11 +184,12 @@ def _promote(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         register_as=args.register_as,
         max_macs_ratio=args.max_macs_ratio,
+        max_latency_ratio=args.max_latency_ratio,
     )
     from orchestrator.promote import resolve_trial_run
     from orchestrator.tracking import client_for
 
-    resolve_trial_run(client_for(args.tracking_uri), args.target, args.max_macs_ratio)  # fail before Ray starts
+    resolve_trial_run(client_for(args.tracking_uri), args.target, args.max_macs_ratio, args.max_latency_ratio)
     connect(args.address)
     result = promote(args.target, opts, args.tracking_uri)
     print(json.dumps(result, indent=2))
@@ -227,6 +230,7 @@ def _submit(args: argparse.Namespace) -> int:
         extra += ["--tracking-uri", args.tracking_uri] if args.tracking_uri else []
         extra += ["--register-as", args.register_as] if args.register_as else []
         extra += ["--max-macs-ratio", str(args.max_macs_ratio)] if args.max_macs_ratio is not None else []
+        extra += ["--max-latency-ratio", str(args.max_latency_ratio)] if args.max_latency_ratio is not None else []
         _, status = submit_promote(extra, args.address, follow)
     return 0 if status in ("SUCCEEDED", "PENDING") else 1
 
@@ -302,6 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="promote the front point with the best val accuracy at or under this MACs ratio",
     )
+    p.add_argument(
+        "--max-latency-ratio",
+        type=float,
+        default=None,
+        help="a latency search: the front point with the best val accuracy at or under this measured latency ratio",
+    )
     p.add_argument("--epochs", type=int, default=30, help="fine-tuning epochs")
     p.add_argument("--workers", type=int, default=2, help="Ray Train workers (DDP; a GPU each where there are GPUs)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: the search's trial lr)")
@@ -329,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri", default=None, help=TRACKING_HELP)
     p.add_argument("--promote", default=None, metavar="TARGET", help="a trial run id, or an experiment")
     p.add_argument("--max-macs-ratio", type=float, default=None, help="with --promote EXPERIMENT: as promote's")
+    p.add_argument("--max-latency-ratio", type=float, default=None, help="with --promote EXPERIMENT: as promote's")
     p.add_argument("--epochs", type=int, default=30, help="with --promote: fine-tuning epochs")
     p.add_argument("--workers", type=int, default=2, help="with --promote: Ray Train workers")
     p.add_argument("--register-as", default=None, help="with --promote: the registered model's name")

@@ -19,6 +19,7 @@ from orchestrator.promote import MODEL_META, MODEL_STATE
 from orchestrator.tracking import client_for, run_with_role
 from trials.baseline import ModelInfo, load_weights, save_checkpoint
 from trials.errors import UserError
+from trials.latency import ONNX_EXTRA, ONNX_RTOL, onnx_bytes, onnx_parity
 from trials.prune import rebuild
 from trials.spec import ChannelSpec
 
@@ -56,7 +57,7 @@ def load_promoted(model_uri: str, tracking_uri: str | None = None) -> tuple[nn.M
     return load_weights(model, state, f"promote run '{run_id}'").eval(), {**meta, "run_id": run_id}
 
 
-def export(model_uri: str, fmt: str, output: str | Path, tracking_uri: str | None = None) -> Path:
+def export(model_uri: str, fmt: str, output: str | Path, tracking_uri: str | None = None, say=print) -> Path:
     if fmt not in FORMATS:
         raise UserError(f"export format '{fmt}' is unknown: use one of {', '.join(FORMATS)}")
     model, meta = load_promoted(model_uri, tracking_uri)
@@ -71,17 +72,22 @@ def export(model_uri: str, fmt: str, output: str | Path, tracking_uri: str | Non
             torch.jit.save(torch.jit.trace(model, x), str(output))
         return output
     try:
-        torch.onnx.export(
-            model,
-            (x,),
-            str(output),
-            input_names=["input"],
-            output_names=["logits"],
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-        )
+        exported = onnx_bytes(model, x)  # batch size dynamic
     except (ImportError, ModuleNotFoundError) as exc:
         raise UserError(
-            f"ONNX export needs the onnx exporter packages here ({exc}); "
-            "install them with `pip install onnx onnxscript` or export torchscript"
+            f"ONNX export needs the onnx exporter packages here ({exc}); install them with {ONNX_EXTRA} "
+            "or export torchscript"
         ) from None
+    try:
+        error = onnx_parity(model, exported, torch.randn(4, *x.shape[1:]))
+    except UserError:
+        say(f"the ONNX file is not checked against PyTorch here: onnxruntime is missing ({ONNX_EXTRA})")
+    else:
+        if error > ONNX_RTOL:
+            raise UserError(
+                f"the ONNX export's outputs differ from PyTorch's by {error:.2e} of the largest (> {ONNX_RTOL}): "
+                "not written; export torchscript instead"
+            )
+        say(f"ONNX checked on onnxruntime: outputs within {error:.1e} of PyTorch's largest (tolerance {ONNX_RTOL})")
+    output.write_bytes(exported)
     return output

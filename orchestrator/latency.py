@@ -11,10 +11,11 @@ import sys
 
 from orchestrator.baseline import Baseline
 from orchestrator.config import SearchConfig
-from trials.latency import LatencySettings, LatencyTable, build_table, check_table
+from trials.latency import LatencySettings
+from trials.latency_table import LatencyTable, build_table, check_table
 
 CHECK_NETWORKS = 20  # random pruned networks the model is checked against
-CALIBRATION_NETWORKS = 8  # and others it is fitted to (trials/latency.py build_table)
+CALIBRATION_NETWORKS = 8  # and others it is fitted to (trials/latency_table.py build_table)
 
 
 def _key(cfg: SearchConfig, base: Baseline) -> str:

@@ -9,56 +9,77 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+from orchestrator.axis import Axis, axis, baseline_row  # noqa: E402 - after the backend is chosen
 
-def _split(rows: list[dict]):
-    front = sorted((r for r in rows if r["pareto"]), key=lambda r: r["macs"])
+
+def _split(rows: list[dict], ax: Axis):
+    front = sorted((r for r in rows if r["pareto"]), key=ax.x)
     rest = [r for r in rows if not r["pareto"]]
     return front, rest
 
 
-def write_html(rows: list[dict], path: str | Path, title: str, baseline: dict | None = None) -> Path:
+def _hover(r: dict) -> str:
+    """A point's text on hover: the trial (an id ``promote`` takes) and every cost it has."""
+    parts = [
+        f"trial {r['trial']}",
+        f"val acc {r['val_accuracy']:.4f}",
+        f"MACs {r['macs'] / 1e6:.2f} M ({r['macs_ratio']:.3f}x)",
+    ]
+    if r.get("latency_ms") is not None:
+        parts.append(f"latency {r['latency_ms']:.3f} ms ({r.get('latency_ratio', float('nan')):.3f}x)")
+    return "<br>".join(parts)
+
+
+def write_html(
+    rows: list[dict], path: str | Path, title: str, baseline: dict | None = None, objective: str | None = None
+) -> Path:
     import plotly.graph_objects as go
 
-    front, rest = _split(rows)
+    ax = axis(objective)
+    front, rest = _split(rows, ax)
     fig = go.Figure()
-    hover = "trial %{customdata[0]}<br>MACs %{x:.3s}<br>val acc %{y:.4f}<br>MACs ratio %{customdata[1]:.3f}"
     for name, pts, mode in (("trials", rest, "markers"), ("Pareto front", front, "lines+markers")):
         fig.add_trace(
             go.Scatter(
-                x=[r["macs"] for r in pts],
+                x=[ax.x(r) for r in pts],
                 y=[r["val_accuracy"] for r in pts],
                 mode=mode,
                 name=name,
-                customdata=[[r["trial"], r["macs_ratio"]] for r in pts],
-                hovertemplate=hover,
+                text=[_hover(r) for r in pts],
+                hovertemplate="%{text}<extra></extra>",
             )
         )
     if baseline:
+        point = baseline_row(baseline)
         fig.add_trace(
             go.Scatter(
-                x=[baseline["macs"]],
-                y=[baseline["val_accuracy"]],
+                x=[ax.x(point)],
+                y=[point["val_accuracy"]],
                 mode="markers",
                 name="baseline",
                 marker={"symbol": "star", "size": 14},
             )
         )
-    fig.update_layout(title=title, xaxis_title="MACs", yaxis_title="val_accuracy", template="plotly_white")
+    fig.update_layout(title=title, xaxis_title=ax.x_label, yaxis_title="val_accuracy", template="plotly_white")
     path = Path(path)
     fig.write_html(str(path), include_plotlyjs=True, full_html=True)
     return path
 
 
-def write_png(rows: list[dict], path: str | Path, title: str, baseline: dict | None = None) -> Path:
+def write_png(
+    rows: list[dict], path: str | Path, title: str, baseline: dict | None = None, objective: str | None = None
+) -> Path:
     import matplotlib.pyplot as plt
 
-    front, rest = _split(rows)
+    cost = axis(objective)
+    front, rest = _split(rows, cost)
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    ax.scatter([r["macs"] / 1e6 for r in rest], [r["val_accuracy"] for r in rest], s=18, c="0.6", label="trials")
-    ax.plot([r["macs"] / 1e6 for r in front], [r["val_accuracy"] for r in front], "o-", c="C0", label="Pareto front")
+    ax.scatter([cost.x(r) for r in rest], [r["val_accuracy"] for r in rest], s=18, c="0.6", label="trials")
+    ax.plot([cost.x(r) for r in front], [r["val_accuracy"] for r in front], "o-", c="C0", label="Pareto front")
     if baseline:
-        ax.scatter([baseline["macs"] / 1e6], [baseline["val_accuracy"]], marker="*", s=160, c="C3", label="baseline")
-    ax.set_xlabel("MACs (M)")
+        point = baseline_row(baseline)
+        ax.scatter([cost.x(point)], [point["val_accuracy"]], marker="*", s=160, c="C3", label="baseline")
+    ax.set_xlabel(cost.x_label)
     ax.set_ylabel("val_accuracy")
     ax.set_title(title)
     ax.grid(alpha=0.3)

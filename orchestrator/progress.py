@@ -25,8 +25,9 @@ from pathlib import Path
 from ray.tune import Callback
 
 from orchestrator import faults
+from orchestrator.axis import ROW_EXTRAS, axis, baseline_cost, has_latency
 from orchestrator.pareto import Front
-from orchestrator.tracking import SearchRecord
+from orchestrator.tracking import BASELINE_KEYS, SearchRecord
 from orchestrator.writer import BufferedWriter, Spill
 from trials.train import duration
 
@@ -34,14 +35,17 @@ from trials.train import duration
 def format_rows(rows: list[dict], limit: int | None = None) -> str:
     """A table of ranked rows; its ``run`` column (a run-id prefix) and its ``trial``
     column are both ids ``prunetune promote`` takes."""
-    head = f"{'rank':>4}  {'val_acc':>8}  {'MACs (M)':>9}  {'ratio':>6}  {'params':>9}  {'run':<8}  trial"
-    lines = [head]
+    lat = has_latency(rows)  # a latency search: measured ms and ratio beside MACs
+    head = f"{'rank':>4}  {'val_acc':>8}  {'MACs (M)':>9}  {'ratio':>6}  {'params':>9}  "
+    head += f"{'lat (ms)':>9}  {'ratio':>6}  " if lat else ""
+    lines = [head + f"{'run':<8}  trial"]
     for r in rows[:limit]:
         run = (r.get("run_id") or "-")[:8]
-        lines.append(
-            f"{r['rank']:>4}  {r['val_accuracy']:>8.4f}  {r['macs'] / 1e6:>9.2f}  "
-            f"{r['macs_ratio']:>6.3f}  {r['params']:>9}  {run:<8}  {r['trial']}"
-        )
+        line = f"{r['rank']:>4}  {r['val_accuracy']:>8.4f}  {r['macs'] / 1e6:>9.2f}  {r['macs_ratio']:>6.3f}  {r['params']:>9}  "
+        if lat:
+            ms = r.get("latency_ms")
+            line += f"{'-' if ms is None else f'{ms:.3f}':>9}  {r.get('latency_ratio', float('nan')):>6.3f}  "
+        lines.append(line + f"{run:<8}  {r['trial']}")
     return "\n".join(lines)
 
 
@@ -63,7 +67,9 @@ class TrackingCallback(Callback):
         say=print,
         drain_timeout: float = 300.0,
         freeze_every: int = 200,
+        objective: str = "macs",
     ) -> None:
+        self.objective = objective  # what the front ranks cost on (orchestrator.axis)
         self.spill, self.drain_timeout, self.freeze_every = Path(spill), drain_timeout, freeze_every
         self.frozen = 0  # how many times the driver's heap was frozen
         self.uri, self.experiment, self.parent_run_id = uri, experiment, parent_run_id
@@ -113,9 +119,18 @@ class TrackingCallback(Callback):
         self._seeded = self._count()
 
     def _open_record(self) -> SearchRecord:
-        record = SearchRecord(self.uri, self.experiment, self.parent_run_id)
-        record.baseline = {k: self.baseline[k] for k in ("val_accuracy", "macs", "params") if k in self.baseline}
+        record = SearchRecord(self.uri, self.experiment, self.parent_run_id, self._objective)
+        record.baseline = {k: self.baseline[k] for k in BASELINE_KEYS if k in self.baseline}
         return record
+
+    @property
+    def _objective(self) -> str:
+        return getattr(self, "objective", "macs")  # a snapshot from before objectives: MACs
+
+    def _add(self, tid: str, row: dict) -> None:
+        key = axis(self._objective).key
+        if row.get(key) is not None:
+            self.front.add(tid, row["val_accuracy"], row[key])
 
     def _print(self, text: str) -> None:
         (self.say or print)(text)
@@ -125,7 +140,7 @@ class TrackingCallback(Callback):
         self._seeded = len(finished)
         for tid, row in finished.items():
             self.done[tid] = row
-            self.front.add(tid, row["val_accuracy"], row["macs"])
+            self._add(tid, row)
 
     # -- buffered MLflow writes (orchestrator.writer) -------------------------------------
     @property
@@ -155,8 +170,9 @@ class TrackingCallback(Callback):
             self._print(f"[{self._count()}/{self.total}] trial {trial.trial_id} failed: {result.get('error')}")
         elif result.get("final"):
             row = {k: result[k] for k in ("val_accuracy", "macs", "macs_ratio", "params")}
+            row.update({k: result[k] for k in ROW_EXTRAS if result.get(k) is not None})
             self.done[trial.trial_id] = {**row, "trial": trial.trial_id, "run_id": ""}
-            self.front.add(trial.trial_id, row["val_accuracy"], row["macs"])
+            self._add(trial.trial_id, row)
             if not result.get("replayed"):  # a replayed trial's child run is already complete
                 self._write("log_final", trial.trial_id, params, dict(result))
             self._progress(trial.trial_id, result)
@@ -211,13 +227,15 @@ class TrackingCallback(Callback):
         return len(self.done) + len(self.failed) + len(self.screened)
 
     def _progress(self, trial_id: str, result: dict) -> None:
-        base = self.baseline["val_accuracy"]
-        best = self.front.best_within(0.5 * self.baseline["macs"])
-        best_half = f", best at <=0.5x MACs {self.done[best]['val_accuracy']:.4f}" if best else ""
+        base, ax = self.baseline["val_accuracy"], axis(self._objective)
+        best = self.front.best_within(0.5 * baseline_cost(self.baseline, ax))
+        best_half = f", best at <=0.5x {ax.label} {self.done[best]['val_accuracy']:.4f}" if best else ""
+        cost = f"{result['macs_ratio']:.3f}x MACs"
+        if result.get("latency_ms") is not None:
+            cost += f", {result['latency_ms']:.3f} ms ({result.get('latency_ratio', float('nan')):.3f}x latency)"
         self._print(
             f"[{self._count()}/{self.total}] trial {trial_id}: val_acc {result['val_accuracy']:.4f} "
-            f"at {result['macs_ratio']:.3f}x MACs | front {len(self.front)} points (baseline {base:.4f}){best_half}"
-            f" | {self._clock()}"
+            f"at {cost} | front {len(self.front)} points (baseline {base:.4f}){best_half} | {self._clock()}"
         )
 
     def _clock(self) -> str:

@@ -39,6 +39,15 @@ from trials.baseline import ModelInfo, load_model, load_weights, read_scores
 from trials.cost import count_cost, measure_latency
 from trials.data import DataConfig, load_test, load_train_val
 from trials.errors import UserError
+from trials.latency import (
+    ONNX_EXTRA,
+    ONNX_RTOL,
+    LatencySettings,
+    check_runtime,
+    measure_side_by_side,
+    onnx_bytes,
+    onnx_parity,
+)
 from trials.prune import prune, rebuild
 from trials.spec import ChannelSpec
 from trials.train import FinetuneConfig, evaluate
@@ -54,19 +63,27 @@ class PromoteOptions:
     batch_size: int | None = None
     register_as: str | None = None
     max_macs_ratio: float | None = None
+    max_latency_ratio: float | None = None  # a latency search: the best front point at or under it
     use_gpu: bool | None = None  # None: when the cluster has a GPU per worker
     max_failures: int = 3
 
 
-def resolve_trial_run(client, target: str, max_macs_ratio: float | None):
+def resolve_trial_run(client, target: str, max_macs_ratio: float | None, max_latency_ratio: float | None = None):
     """The child run to promote: ``target`` as a run id, a run-id prefix or a trial id
     (as prunetune's tables print them), or the best front point of the experiment
-    ``target`` with ``macs_ratio <= max_macs_ratio``."""
-    if max_macs_ratio is not None:
+    ``target`` with ``macs_ratio <= max_macs_ratio`` (and, or instead, a measured
+    ``latency_ratio <= max_latency_ratio``)."""
+    limits = {k: v for k, v in (("macs_ratio", max_macs_ratio), ("latency_ratio", max_latency_ratio)) if v is not None}
+    if limits:
         rows, _ = read_front(client.tracking_uri, target)
-        fit = [r for r in rows if r["pareto"] and not r.get("baseline") and r["macs_ratio"] <= max_macs_ratio]
+        fit = [
+            r
+            for r in rows
+            if r["pareto"] and not r.get("baseline") and all(r.get(k, float("inf")) <= v for k, v in limits.items())
+        ]
         if not fit:
-            raise UserError(f"experiment '{target}' has no front point with macs_ratio <= {max_macs_ratio}")
+            said = " and ".join(f"{k} <= {v}" for k, v in limits.items())
+            raise UserError(f"experiment '{target}' has no front point with {said}")
         target = max(fit, key=lambda r: (r["val_accuracy"], -r["macs"]))["run_id"]
     else:
         target = _trial_run_id(client, target)
@@ -82,7 +99,8 @@ def _trial_run_id(client, target: str) -> str:
     if get_experiment(client, target) is not None:
         raise UserError(
             f"'{target}' is an experiment: name one of its points (a run id, run-id prefix or trial id from "
-            f"`prunetune pareto {target}`) or pick the best front point under a cost with --max-macs-ratio R"
+            f"`prunetune pareto {target}`) or pick the best front point under a cost with --max-macs-ratio R "
+            "(or --max-latency-ratio R for a latency search)"
         )
     if re.fullmatch(r"[0-9a-f]{32}", target):
         return target
@@ -240,7 +258,7 @@ def _speed(baseline: torch.nn.Module, pruned: torch.nn.Module, shape: tuple, dev
 def promote(target: str, opts: PromoteOptions, tracking_uri: str | None = None, say=print) -> dict:
     """Promote one trial; returns the promote run id and its metrics."""
     client = client_for(tracking_uri)
-    trial = resolve_trial_run(client, target, opts.max_macs_ratio)
+    trial = resolve_trial_run(client, target, opts.max_macs_ratio, opts.max_latency_ratio)
     parent_id = trial.data.tags["mlflow.parentRunId"]
     with tempfile.TemporaryDirectory() as tmp:
         cfg = validate_config(yaml.safe_load(_download(client, parent_id, "config.yaml", tmp).read_text()))
@@ -250,6 +268,8 @@ def promote(target: str, opts: PromoteOptions, tracking_uri: str | None = None, 
         info = ModelInfo(cfg.model.arch, splits.num_classes, splits.in_channels, splits.image_size)
         baseline, _ = load_model(baseline_path, info)
         scores = read_scores(baseline_path)  # PAAM's learned filter scores, when the baseline has them
+    deploy = cfg.latency.settings()  # where the search measured latency (default: torch on this CPU)
+    check_runtime(deploy)  # before the fine-tune: a runtime missing here is refused now
     shape = (info.in_channels, info.input_size, info.input_size)
     criterion = trial_criterion(trial, cfg)
     batches = list(islice(splits.train, 4)) if criterion == "taylor" else None
@@ -284,18 +304,55 @@ def promote(target: str, opts: PromoteOptions, tracking_uri: str | None = None, 
         "macs_ratio": cost.macs / base_cost.macs,
         "params_ratio": cost.params / base_cost.params,
         **_speed(baseline, model, shape, device),
+        **_deploy_latency(baseline, model.cpu(), shape, deploy),
     }
-    run_id = _record(client, trial, cfg, info, spec, model.cpu(), metrics, history, opts, tracking_uri)
+    onnx, parity = _onnx(model.cpu(), shape, say)
+    metrics.update(parity)
+    run_id = _record(client, trial, cfg, info, spec, model.cpu(), metrics, history, opts, tracking_uri, onnx)
     if resumes:
         client.set_tag(run_id, "prunetune.resumed_from_epochs", ",".join(map(str, resumes)))
+    client.set_tag(run_id, "prunetune.latency_runtime", f"{deploy.key()}")
     say(
-        f"test_accuracy {metrics['test_accuracy']:.4f} at {metrics['macs_ratio']:.3f}x MACs "
-        f"(speedup {metrics['speedup_b64']:.2f}x at batch 64); promote run {run_id}"
+        f"test_accuracy {metrics['test_accuracy']:.4f} at {metrics['macs_ratio']:.3f}x MACs; latency on "
+        f"{deploy.runtime} ({deploy.device}, batch {deploy.batch_size}) {metrics['latency_ms']:.3f} ms against the "
+        f"baseline's {metrics['baseline_latency_ms']:.3f} ms: {metrics['latency_speedup']:.2f}x faster; "
+        f"promote run {run_id}"
     )
     return {"run_id": run_id, **metrics}
 
 
-def _record(client, trial, cfg, info, spec, model, metrics, history, opts, tracking_uri) -> str:
+def _deploy_latency(baseline: torch.nn.Module, pruned: torch.nn.Module, shape: tuple, settings) -> dict:
+    """Latency on the search's runtime and device (``latency:``), the promoted network and
+    the baseline timed side by side in alternating rounds."""
+    mine, base = measure_side_by_side([copy.deepcopy(pruned), copy.deepcopy(baseline)], shape, settings)
+    return {
+        "latency_ms": mine.median_ms,
+        "latency_spread_ms": mine.spread_ms,
+        "baseline_latency_ms": base.median_ms,
+        "latency_ratio": mine.median_ms / base.median_ms,
+        "latency_speedup": base.median_ms / mine.median_ms,
+    }
+
+
+def _onnx(model: torch.nn.Module, shape: tuple, say) -> tuple[bytes | None, dict]:
+    """The promoted network exported to ONNX (batch dynamic) and checked: onnxruntime's
+    outputs on a random batch against PyTorch's, within ``ONNX_RTOL`` of the largest. No
+    ONNX is stored when the check fails or the latency extra is missing (said so)."""
+    try:
+        check_runtime(LatencySettings(runtime="onnxruntime"))
+    except UserError:
+        say(f"ONNX export skipped: it needs the latency extra, {ONNX_EXTRA}")
+        return None, {}
+    torch.manual_seed(0)
+    exported = onnx_bytes(model, torch.zeros(1, *shape))
+    error = onnx_parity(model, exported, torch.randn(4, *shape))
+    if error > ONNX_RTOL:
+        say(f"ONNX export not stored: its outputs differ from PyTorch's by {error:.2e} of the largest (> {ONNX_RTOL})")
+        return None, {"onnx_rel_error": error}
+    return exported, {"onnx_rel_error": error}
+
+
+def _record(client, trial, cfg, info, spec, model, metrics, history, opts, tracking_uri, onnx=None) -> str:
     import mlflow
     from mlflow.models import infer_signature
 
@@ -328,6 +385,8 @@ def _record(client, trial, cfg, info, spec, model, metrics, history, opts, track
         }
         (Path(tmp) / "model.json").write_text(json.dumps(meta, indent=2))
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, Path(tmp) / "state_dict.pt")
+        if onnx is not None:  # checked against PyTorch (``_onnx``); batch size dynamic
+            (Path(tmp) / "model.onnx").write_bytes(onnx)
         client.log_artifacts(run_id, tmp, "prunetune")
     mlflow.set_tracking_uri(tracking_uri or client.tracking_uri)
     x = torch.randn(2, info.in_channels, info.input_size, info.input_size)

@@ -19,6 +19,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from cluster.connect import connect
 from orchestrator import progress
+from orchestrator.axis import ROW_EXTRAS, axis
 from orchestrator.baseline import Baseline, method_points, prepare_baseline
 from orchestrator.config import SearchConfig, dump_config
 from orchestrator.latency import latency_table, log_latency_model
@@ -209,7 +210,7 @@ def _prepare(cfg: SearchConfig, resume: bool, say) -> tuple[Baseline, object, di
 
 
 def _record(cfg: SearchConfig, base: Baseline, resume: bool, say) -> tuple[SearchRecord, TrackingCallback]:
-    record = SearchRecord.open(cfg.tracking.uri, cfg.name, cfg.storage_uri(), resume)
+    record = SearchRecord.open(cfg.tracking.uri, cfg.name, cfg.storage_uri(), resume, cfg.search.objective)
     record.log_config(dump_config(cfg), flat_config(cfg.model_dump(mode="json")))
     record.log_baseline(base.metrics, base.history)
     record.log_baseline_checkpoint(base.model, base.info, base.scores)
@@ -222,6 +223,7 @@ def _record(cfg: SearchConfig, base: Baseline, resume: bool, say) -> tuple[Searc
         spill=spill_of(cfg).path,
         say=say,
         drain_timeout=patience(),
+        objective=cfg.search.objective,
     )
     callback.seed(record.finished)  # a resumed search counts and ranks what is done
     return record, callback
@@ -232,7 +234,7 @@ def _trainable(cfg: SearchConfig, base: Baseline, var_map: dict, record: SearchR
     settings["latency_table"] = table.to_dict() if table is not None else None
     if resume:  # trials MLflow holds as finished are replayed from the record, never trained again
         settings["recorded"] = {
-            tid: {k: row[k] for k in ("val_accuracy", "macs", "macs_ratio", "params")}
+            tid: {k: row[k] for k in ("val_accuracy", "macs", "macs_ratio", "params", *ROW_EXTRAS) if k in row}
             for tid, row in record.finished.items()
         }
     state = {k: v.detach().clone() for k, v in base.model.state_dict().items()}
@@ -249,7 +251,8 @@ def _trainable(cfg: SearchConfig, base: Baseline, var_map: dict, record: SearchR
 
 def _new_searcher(cfg: SearchConfig, base: Baseline, graph, var_map: dict, smap=None) -> PrunetuneOptunaSearch:
     s, names = cfg.search, list(var_map)
-    metric, mode = (["val_accuracy", "macs"], ["max", "min"]) if s.mode == "front" else ("val_accuracy", "max")
+    cost = axis(s.objective).key  # the front's cost: macs, params, or the measured latency ratio
+    metric, mode = (["val_accuracy", cost], ["max", "min"]) if s.mode == "front" else ("val_accuracy", "max")
     points = method_points(cfg, base, graph, var_map, smap) + warm_start_points(
         names, _warm_levels(s), s.keep_min, s.keep_max, s.keep_step
     )
@@ -319,7 +322,7 @@ def _stop(record: SearchRecord, callback: TrackingCallback, say) -> None:
     """A stopped search: every write drained (or spilled), no run left RUNNING."""
     callback.drain(30.0)
     try:
-        final = SearchRecord(record.uri, record.experiment, record.parent_run_id)  # what the writer wrote
+        final = SearchRecord(record.uri, record.experiment, record.parent_run_id, record.objective)  # as written
         final.baseline = record.baseline
         killed = final.kill_open_trials()
         final.finish("KILLED")
@@ -337,15 +340,17 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
     """
     _tune_env()
     base, graph, var_map = _prepare(cfg, resume, say)
+    table = check = None
+    if cfg.search.objective == "latency":  # a Ray task where trials run, cached
+        table, check = latency_table(cfg, base, say)
+        base.metrics["latency_ms"] = table.predict(table.sizes)  # the baseline's point of the front
     record, callback = _record(cfg, base, resume, say)
+    if table is not None:
+        log_latency_model(record.client, record.parent_run_id, table, check)
     smap = None
     if "sensitivity" in cfg.search.warm_start_methods:  # Ray tasks over the cluster, cached
         smap = sensitivity_map(cfg, base, graph, say)
         log_sensitivity(record.client, record.parent_run_id, smap)
-    table = None
-    if cfg.search.objective == "latency":  # a Ray task where trials run, cached
-        table, check = latency_table(cfg, base, say)
-        log_latency_model(record.client, record.parent_run_id, table, check)
     trainable = _trainable(cfg, base, var_map, record, resume, table)
     t0, started_at = time.perf_counter(), time.time()
     try:
@@ -399,7 +404,7 @@ def _finish(
     deadline = time.time() + patience()
     while True:
         try:
-            final = SearchRecord(cfg.tracking.uri, cfg.name, record.parent_run_id)
+            final = SearchRecord(cfg.tracking.uri, cfg.name, record.parent_run_id, cfg.search.objective)
             final.baseline = record.baseline
             if tune_seconds is not None:  # wall time of Tune's run (this driver's share of a resumed one)
                 final.client.log_metric(record.parent_run_id, "tune_seconds", tune_seconds)

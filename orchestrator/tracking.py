@@ -20,6 +20,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from orchestrator.axis import BASELINE_ROW, ROW_EXTRAS, Axis, axis, baseline_row, has_latency
 from orchestrator.pareto import Front, hypervolume, pareto_ranks
 from trials.errors import UserError, first_line
 
@@ -43,6 +44,8 @@ FINAL_METRICS = (
     "latency_pred_ms",
 )
 COLUMNS = ("trial", "run_id", "val_accuracy", "macs", "macs_ratio", "params", "rank", "pareto")
+LATENCY_COLUMNS = ("latency_ms", "latency_ratio")  # in a front's csv when its trials measured latency
+OBJECTIVE_PARAM = "search.objective"  # the search run's param naming the front's cost axis
 
 
 def resolve_uri(uri: str | None) -> str:
@@ -78,35 +81,25 @@ def _chunks(items: list, n: int = 100):
         yield items[i : i + n]
 
 
-BASELINE_ROW = "baseline"  # the unpruned network's row of a front: trial "baseline", no run of its own
-
-
-def baseline_row(baseline: dict) -> dict:
-    return {
-        "trial": BASELINE_ROW,
-        "run_id": "",
-        "val_accuracy": float(baseline["val_accuracy"]),
-        "macs": int(baseline["macs"]),
-        "macs_ratio": 1.0,
-        "params": int(baseline.get("params", 0)),
-        "baseline": True,
-    }
-
-
-def front_rows(trials: list[dict], baseline: dict | None = None) -> list[dict]:
-    """Rank finished trials, with the unpruned baseline as one more point when given (it
-    is on every front at 1.0x MACs unless a trial beats it at no more MACs): a trial
-    below the baseline at its MACs is no result. Each row gets ``rank`` and ``pareto``."""
+def front_rows(trials: list[dict], baseline: dict | None = None, objective: str | None = None) -> list[dict]:
+    """Rank finished trials on (val_accuracy, the objective's cost), with the unpruned
+    baseline as one more point when given (it is on every front at 1.0x cost unless a
+    trial beats it at no more cost): a trial below the baseline at its cost is no result.
+    Trials without the cost (no latency measured) are left out. Each row gets ``rank``
+    and ``pareto``."""
+    ax = axis(objective)
     if baseline and baseline.get("macs"):
         trials = [*trials, baseline_row(baseline)]
-    ranks = pareto_ranks([(t["val_accuracy"], t["macs"]) for t in trials])
+    trials = [t for t in trials if t.get(ax.key) is not None]
+    ranks = pareto_ranks([(t["val_accuracy"], t[ax.key]) for t in trials])
     rows = [{**t, "rank": r, "pareto": r == 0} for t, r in zip(trials, ranks)]
-    return sorted(rows, key=lambda r: (r["rank"], r["macs"]))
+    return sorted(rows, key=lambda r: (r["rank"], r[ax.key]))
 
 
 def rows_to_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
+    fields = COLUMNS + (LATENCY_COLUMNS if has_latency(rows) else ())
+    writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()
@@ -142,21 +135,39 @@ def search_runs_of(client: MlflowClient, exp_id: str) -> list:
 NOTE = "mlflow.note.content"  # a run's description in the MLflow UI
 
 
-def summary(exp_id: str, rows: list[dict], baseline: dict | None, status: str) -> str:
+def _ms(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def summary(exp_id: str, rows: list[dict], baseline: dict | None, status: str, objective: str | None = None) -> str:
     """The search run's description: the front as a table with links to its trial runs."""
+    ax = axis(objective)
     front = [r for r in rows if r["pareto"]]
     done = sum(not r.get("baseline") for r in rows)
-    lines = [f"**prunetune search** ({status.lower()}): {done} finished trials, {len(front)} on the Pareto front."]
+    lines = [
+        f"**prunetune search** ({status.lower()}): {done} finished trials, "
+        f"{len(front)} on the Pareto front of val_accuracy against {ax.label}."
+    ]
+    lat = has_latency(rows)
     if baseline:
-        lines.append(f"Baseline: val_accuracy {baseline['val_accuracy']:.4f} at {baseline['macs'] / 1e6:.2f} M MACs.")
-    lines += ["", "| val_accuracy | MACs (M) | macs_ratio | trial run |", "| ---: | ---: | ---: | --- |"]
+        at = f" and {baseline['latency_ms']:.3f} ms" if baseline.get("latency_ms") is not None else ""
+        lines.append(
+            f"Baseline: val_accuracy {baseline['val_accuracy']:.4f} at {baseline['macs'] / 1e6:.2f} M MACs{at}."
+        )
+    head, align = "| val_accuracy | MACs (M) | macs_ratio |", "| ---: | ---: | ---: |"
+    if lat:
+        head, align = head + " latency (ms) | latency_ratio |", align + " ---: | ---: |"
+    lines += ["", head + " trial run |", align + " --- |"]
     for r in front:
         link = (
             "the baseline (unpruned)"
             if r.get("baseline")
             else f"[{r['trial']}](#/experiments/{exp_id}/runs/{r['run_id']})"
         )
-        lines.append(f"| {r['val_accuracy']:.4f} | {r['macs'] / 1e6:.2f} | {r['macs_ratio']:.3f} | {link} |")
+        cells = f"| {r['val_accuracy']:.4f} | {r['macs'] / 1e6:.2f} | {r['macs_ratio']:.3f} |"
+        if lat:
+            cells += f" {_ms(r.get('latency_ms'))} | {r.get('latency_ratio', float('nan')):.3f} |"
+        lines.append(f"{cells} {link} |")
     lines += [
         "",
         "The front's plots are under Artifacts, `pareto/front.html` and `pareto/front.png`. "
@@ -205,8 +216,9 @@ def stored_config(uri: str | None, experiment: str, storage: str) -> dict[str, s
 class SearchRecord:
     """Writes one search into MLflow: parent run, child runs, front artifacts."""
 
-    def __init__(self, uri: str | None, experiment: str, parent_run_id: str) -> None:
+    def __init__(self, uri: str | None, experiment: str, parent_run_id: str, objective: str | None = None) -> None:
         self.uri, self.experiment, self.parent_run_id = uri, experiment, parent_run_id
+        self.objective = objective  # None: read from the search run's params
         self.client = client_for(uri)
         self.children: dict[str, str] = {}  # Ray trial id -> child run id
         self.finished: dict[str, dict] = {}  # Ray trial id -> final metrics row
@@ -218,8 +230,14 @@ class SearchRecord:
         self.front = Front()  # kept as trials finish: O(log front) per trial
         self._load_existing()
 
+    @property
+    def axis(self) -> Axis:
+        return axis(self.objective)
+
     @classmethod
-    def open(cls, uri: str | None, experiment: str, storage: str, resume: bool) -> SearchRecord:
+    def open(
+        cls, uri: str | None, experiment: str, storage: str, resume: bool, objective: str = "macs"
+    ) -> SearchRecord:
         """Create the parent run, or on resume find the one recorded for ``storage``."""
         client = client_for(uri)
         exp_id = experiment_id(client, experiment)
@@ -227,17 +245,20 @@ class SearchRecord:
             found = _stored_search(client, exp_id, storage)
             if found:
                 client.update_run(found.info.run_id, status="RUNNING")
-                return cls(uri, experiment, found.info.run_id)
+                return cls(uri, experiment, found.info.run_id, objective)
         run = client.create_run(
             exp_id,
             run_name=f"search-{time.strftime('%Y%m%d-%H%M%S')}",
             tags={ROLE: "search", STORAGE: storage},
         )
-        return cls(uri, experiment, run.info.run_id)
+        return cls(uri, experiment, run.info.run_id, objective)
 
     def _load_existing(self) -> None:
         run = self.client.get_run(self.parent_run_id)
         self.experiment_id = run.info.experiment_id
+        if self.objective is None:
+            self.objective = run.data.params.get(OBJECTIVE_PARAM, "macs")
+        key = self.axis.key
         for child in search_all(
             self.client, [run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'"
         ):
@@ -250,19 +271,21 @@ class SearchRecord:
                 self._tagged[child.info.run_id] = child.data.tags[PARETO] == "true"
             m = child.data.metrics
             if child.info.status == "FINISHED" and "val_accuracy" in m and "macs" in m:
-                self.finished[tid] = _row(tid, child.info.run_id, m)
-                self.front.add(child.info.run_id, self.finished[tid]["val_accuracy"], self.finished[tid]["macs"])
+                self.finished[tid] = row = _row(tid, child.info.run_id, m)
+                if row.get(key) is not None:
+                    self.front.add(child.info.run_id, row["val_accuracy"], row[key])
 
     @property
     def baseline(self) -> dict | None:
-        """The unpruned network's val_accuracy, macs (and params): a point of the front."""
+        """The unpruned network's val_accuracy, macs (params, latency_ms): a point of the front."""
         return self._baseline
 
     @baseline.setter
     def baseline(self, value: dict | None) -> None:
         self._baseline = value
         if value and value.get("macs"):
-            self.front.add(BASELINE_ROW, float(value["val_accuracy"]), float(value["macs"]))
+            row = baseline_row(value)
+            self.front.add(BASELINE_ROW, row["val_accuracy"], float(row[self.axis.key]))
 
     # -- the parent run -------------------------------------------------------------
     def log_config(self, resolved_yaml: str, flat: dict) -> None:
@@ -276,7 +299,7 @@ class SearchRecord:
     def log_baseline(self, metrics: dict, history: list[dict] | None = None) -> None:
         """The baseline's metrics, and the course of its regularizer (one metric per
         quantity, stepped by training step: DAFP's coefficient and sparsity, ...)."""
-        self.baseline = {k: metrics[k] for k in ("val_accuracy", "macs", "params") if k in metrics}
+        self.baseline = {k: metrics[k] for k in BASELINE_KEYS if k in metrics}
         now = int(time.time() * 1000)
         rows = [Metric(f"baseline_{k}", float(v), now, 0) for k, v in metrics.items() if isinstance(v, (int, float))]
         for point in history or []:
@@ -298,7 +321,8 @@ class SearchRecord:
 
     def finish(self, status: str = "FINISHED") -> None:
         rows = self.write_front(plots=True)
-        self.client.set_tag(self.parent_run_id, NOTE, summary(self.experiment_id, rows, self.baseline, status))
+        note = summary(self.experiment_id, rows, self.baseline, status, self.objective)
+        self.client.set_tag(self.parent_run_id, NOTE, note)
         self.client.set_terminated(self.parent_run_id, status)
 
     def kill_open_trials(self) -> int:
@@ -372,7 +396,8 @@ class SearchRecord:
         now, step = int(time.time() * 1000), int(result.get("epoch", 0))
         metrics = [Metric(k, float(result[k]), now, step) for k in FINAL_METRICS if k in result]
         self.finished[trial_id] = row = _row(trial_id, run_id, result)
-        on_front, gone = self.front.add(run_id, row["val_accuracy"], row["macs"])
+        cost = row.get(self.axis.key)
+        on_front, gone = self.front.add(run_id, row["val_accuracy"], cost) if cost is not None else (False, [])
         self._retag.update(dict.fromkeys((g for g in gone if g != BASELINE_ROW), False))
         tags = [RunTag(PARETO, "true" if on_front else "false"), RunTag(FIDELITY, "finetune")]
         if result.get("node_id"):
@@ -399,7 +424,7 @@ class SearchRecord:
 
     # -- the front --------------------------------------------------------------------
     def rows(self) -> list[dict]:
-        return front_rows(list(self.finished.values()), self.baseline)
+        return front_rows(list(self.finished.values()), self.baseline, self.objective)
 
     def write_front(self, plots: bool | None = None) -> list[dict]:
         """Write the front's ``pareto/`` artifacts (and tags the front kept as trials
@@ -430,10 +455,10 @@ class SearchRecord:
         if plots is None:  # plots are heavier: at most every 30 s while trials finish
             plots = now - self._last_plot > 30
         if self.baseline and self.baseline.get("macs"):
-            # the share of the (accuracy 0..1) x (MACs 0..baseline) box the front dominates:
+            # the share of the (accuracy 0..1) x (cost 0..baseline's) box the front dominates:
             # one number per search that rises as the search finds better points
-            base = float(self.baseline["macs"])
-            hv = hypervolume([(r["val_accuracy"], r["macs"] / base) for r in rows], (0.0, 1.0))
+            ax = self.axis
+            hv = hypervolume([(r["val_accuracy"], ax.relative(r, self.baseline)) for r in rows], (0.0, 1.0))
             self.client.log_metric(self.parent_run_id, "front_hypervolume", hv, step=len(rows))
         with tempfile.TemporaryDirectory() as tmp:
             d = Path(tmp)
@@ -442,9 +467,9 @@ class SearchRecord:
             if plots:
                 from orchestrator.plots import write_html, write_png  # plotly, matplotlib: only when drawing
 
-                title = f"{self.experiment}: Pareto front of MACs against val accuracy"
-                write_html(rows, d / "front.html", title, self.baseline)
-                write_png(rows, d / "front.png", title, self.baseline)
+                title = f"{self.experiment}: Pareto front of {self.axis.label} against val accuracy"
+                write_html(rows, d / "front.html", title, self.baseline, self.objective)
+                write_png(rows, d / "front.png", title, self.baseline, self.objective)
                 self._last_plot = time.time()
             self.client.log_artifacts(self.parent_run_id, str(d), "pareto")
         return rows
@@ -469,7 +494,7 @@ def run_with_role(client: MlflowClient, run_id: str, role: str):
 
 
 def _row(trial_id: str, run_id: str, m: dict) -> dict:
-    return {
+    row = {
         "trial": trial_id,
         "run_id": run_id,
         "val_accuracy": float(m["val_accuracy"]),
@@ -477,11 +502,22 @@ def _row(trial_id: str, run_id: str, m: dict) -> dict:
         "macs_ratio": float(m.get("macs_ratio", float("nan"))),
         "params": int(m.get("params", 0)),
     }
+    row.update({k: float(m[k]) for k in ROW_EXTRAS if m.get(k) is not None})
+    return row
+
+
+BASELINE_KEYS = ("val_accuracy", "macs", "params", "latency_ms")  # the baseline's point of a front
 
 
 def read_front(uri: str | None, experiment: str, say=None) -> tuple[list[dict], dict | None]:
     """Rows of the latest search of ``experiment``, ranked, read only from MLflow
     (``say`` is told which search that is when the experiment holds several)."""
+    rows, baseline, _ = read_search(uri, experiment, say)
+    return rows, baseline
+
+
+def read_search(uri: str | None, experiment: str, say=None) -> tuple[list[dict], dict | None, str]:
+    """As ``read_front``, with the search's objective (what its front ranks cost on)."""
     client = client_for(uri)
     exp = get_experiment(client, experiment)
     if exp is None:
@@ -511,11 +547,13 @@ def read_front(uri: str | None, experiment: str, say=None) -> tuple[list[dict], 
             "val_accuracy": pm["baseline_val_accuracy"],
             "macs": pm["baseline_macs"],
             "params": pm.get("baseline_params", 0),
+            "latency_ms": pm.get("baseline_latency_ms"),
         }
         if "baseline_val_accuracy" in pm
         else None
     )
-    return front_rows(trials, baseline), baseline
+    objective = parent.data.params.get(OBJECTIVE_PARAM, "macs")
+    return front_rows(trials, baseline, objective), baseline, objective
 
 
 SENSITIVITY_DIR = "sensitivity"  # a run's sensitivity map: map.json, table.json, heatmap.png

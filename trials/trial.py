@@ -24,7 +24,8 @@ from trials.criteria import AUTO_CANDIDATES
 from trials.data import DataConfig, load_train_val
 from trials.errors import TrialFailed, UserError
 from trials.groups import build_graph
-from trials.latency import LatencySettings, LatencyTable, measure_side_by_side
+from trials.latency import LatencySettings, measure_side_by_side
+from trials.latency_table import LatencyTable
 from trials.models import create_model
 from trials.prune import apply_spec, rebuild
 from trials.regularizers import make_regularizer

@@ -167,6 +167,16 @@ def test_a_latency_budget_search_logs_measured_and_predicted_latency(tmp_path, m
         "latency/table.json",
         "latency/check.json",
     }
+    # the front is in latency space: ranked on the measured ratio, ms and ratio beside MACs
+    assert parent.data.metrics["baseline_latency_ms"] == pytest.approx(parent.data.metrics["baseline_latency_pred_ms"])
+    out = subprocess.run(
+        [PRUNETUNE, "pareto", "it-latency", "--tracking-uri", mlflow_server, "--all"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "lat (ms)" in out.stdout.splitlines()[0] and len(out.stdout.splitlines()) == 4  # 2 trials, the baseline
+    assert "Pareto front of val_accuracy against latency" in parent.data.tags["mlflow.note.content"]
 
 
 def test_front_targets_put_each_trial_at_its_sampled_macs(tmp_path, mlflow_server, ray_cluster):

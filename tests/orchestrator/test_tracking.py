@@ -262,3 +262,76 @@ def test_promote_takes_the_ids_the_tables_print(store):
     with pytest.raises(UserError, match="not found"):
         resolve_trial_run(client, "nosuchtrial_00009", None)
     assert resolve_trial_run(client, "exp", 0.3).info.run_id == record.children["abc_00000"]
+
+
+def _timed(acc: float, macs: int, latency_ratio: float) -> dict:
+    return {**_result(acc, macs), "latency_ms": 4.0 * latency_ratio, "latency_ratio": latency_ratio}
+
+
+def _latency_search(tmp_path) -> tuple[str, SearchRecord]:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    record = SearchRecord.open(uri, "exp", str(tmp_path / "runs"), resume=False, objective="latency")
+    record.log_config("search: {objective: latency}\n", {"search.objective": "latency"})
+    record.log_baseline({"val_accuracy": 0.99, "macs": 1e8, "latency_ms": 4.0})
+    # (acc, MACs, latency ratio): "few_macs" halves MACs of "fast" but is slower than it at the same accuracy
+    for tid, (acc, macs, lat) in {
+        "fast": (0.95, 6 * 10**7, 0.5),
+        "few_macs": (0.95, 3 * 10**7, 0.8),
+        "fastest": (0.90, 5 * 10**7, 0.3),
+    }.items():
+        record.log_final(tid, {"stage0": 0.5}, _timed(acc, macs, lat))
+    record.finish()
+    return uri, record
+
+
+def test_a_latency_search_ranks_its_front_on_measured_latency_and_shows_it_beside_macs(tmp_path):
+    """With objective latency the front trades accuracy against the measured latency ratio:
+    a trial with fewer MACs but no faster is dominated; tables, csv, summary, plots and
+    ``pareto`` (read back from MLflow alone) show ms and ratio beside MACs."""
+    import orchestrator.tracking as tracking
+    from orchestrator.plots import write_png
+    from orchestrator.progress import format_rows
+
+    uri, record = _latency_search(tmp_path)
+    on_front = {r["trial"] for r in record.rows() if r["pareto"]}
+    assert on_front == {"fast", "fastest", "baseline"}  # on MACs, few_macs would dominate fast
+
+    rows, baseline, objective = tracking.read_search(uri, "exp")
+    assert objective == "latency" and baseline["latency_ms"] == 4.0
+    assert {r["trial"] for r in rows if r["pareto"]} == on_front
+    assert [r["latency_ratio"] for r in rows if r["pareto"]] == [0.3, 0.5, 1.0]
+    table = format_rows(rows)
+    assert "lat (ms)" in table.splitlines()[0] and "2.000" in table and "1.200" in table
+    assert tracking.rows_to_csv(rows).splitlines()[0].endswith("latency_ms,latency_ratio")
+    note = MlflowClient(uri).get_run(record.parent_run_id).data.tags[tracking.NOTE]
+    assert "against latency" in note and "latency (ms)" in note and "4.000 ms" in note
+    assert MlflowClient(uri).get_run(record.parent_run_id).data.metrics["front_hypervolume"] == pytest.approx(
+        hypervolume([(0.9, 0.3), (0.95, 0.5), (0.99, 1.0)], (0.0, 1.0))
+    )
+    write_png(rows, tmp_path / "front.png", "t", baseline, objective)
+    assert (tmp_path / "front.png").stat().st_size > 1000
+    macs_rows = tracking.front_rows([r for r in rows if not r.get("baseline")], baseline, "macs")
+    assert {r["trial"] for r in macs_rows if r["pareto"]} == {"few_macs", "baseline"}  # it dominates both on MACs
+
+
+def test_the_progress_line_of_a_latency_search_tells_measured_latency(tmp_path):
+    base = {"val_accuracy": 0.9, "macs": 1e8, "latency_ms": 4.0}
+    cb = TrackingCallback(None, "exp", "r0", 3, base, tmp_path / "s", objective="latency")
+    lines = []
+    cb.say, cb._write = lines.append, lambda op, *args: None
+    cb.on_trial_result(0, [], SimpleNamespace(trial_id="a", config={}), {**_timed(0.85, 3 * 10**7, 0.45), "final": 1})
+    cb.on_trial_result(0, [], SimpleNamespace(trial_id="b", config={}), {**_timed(0.88, 2 * 10**7, 0.7), "final": 1})
+    assert "1.800 ms (0.450x latency)" in lines[0] and "best at <=0.5x latency 0.8500" in lines[-1]
+    assert set(cb.front.members) == {"a", "b"}  # b: fewer MACs, slower, more accurate: both on the front
+
+
+def test_promote_picks_the_best_front_point_under_a_measured_latency_ratio(tmp_path):
+    from orchestrator.promote import resolve_trial_run
+
+    uri, record = _latency_search(tmp_path)
+    client = MlflowClient(uri)
+    assert resolve_trial_run(client, "exp", None, 0.6).info.run_id == record.children["fast"]
+    assert resolve_trial_run(client, "exp", None, 0.4).info.run_id == record.children["fastest"]
+    assert resolve_trial_run(client, "exp", 0.55, 0.6).info.run_id == record.children["fastest"]  # both limits hold
+    with pytest.raises(UserError, match="no front point with latency_ratio <= 0.2"):
+        resolve_trial_run(client, "exp", None, 0.2)

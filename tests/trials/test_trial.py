@@ -10,7 +10,8 @@ import torch
 from trials.data import DataConfig
 from trials.errors import TrialFailed, UserError
 from trials.groups import build_graph
-from trials.latency import LatencySettings, build_table
+from trials.latency import LatencySettings
+from trials.latency_table import build_table
 from trials.models import create_model
 from trials.spec import ChannelSpec
 from trials.train import FinetuneConfig
