@@ -106,16 +106,26 @@ class LocalCluster:
     """Head + ``workers`` worker nodes on 127.0.0.1, token authentication on.
 
     The head gets ``head_cpus`` CPUs (0: it only coordinates, trials run on workers);
-    worker ``i`` gets ``cpus_per_worker`` CPUs and a resource ``prunetune_worker_<i>``.
+    worker ``i`` gets ``cpus_per_worker`` CPUs and a resource ``prunetune_worker_<i>``;
+    ``head_resources`` are custom resources of the head (e.g. a latency measurement node's).
     """
 
-    def __init__(self, workers: int = 2, cpus_per_worker: int = 1, head_cpus: int = 0, dashboard: bool = False):
+    def __init__(
+        self,
+        workers: int = 2,
+        cpus_per_worker: int = 1,
+        head_cpus: int = 0,
+        dashboard: bool = False,
+        *,
+        head_resources: dict[str, float] | None = None,
+    ):
         self.workers, self.cpus_per_worker, self.head_cpus, self.dashboard = (
             workers,
             cpus_per_worker,
             head_cpus,
             dashboard,
         )
+        self.head_resources = dict(head_resources or {})
         self.token = os.environ.get("RAY_AUTH_TOKEN") or secrets.token_hex(32)
         path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"  # jobs run `python`
         self.env = {
@@ -180,6 +190,7 @@ class LocalCluster:
                 f"--num-cpus={self.head_cpus}",
                 "--num-gpus=0",
                 f"--temp-dir={self.temp_dir}",
+                *([f"--resources={json.dumps(self.head_resources)}"] if self.head_resources else []),
                 *dash,
             ),
             self._reset_head,

@@ -214,6 +214,9 @@ class LatencySection(_Strict):
     repeats: int = Field(30, ge=3, le=100_000)
     table_levels: int = Field(6, ge=2, le=64)
     tolerance: float = Field(0.05, gt=0, lt=1)
+    # a Ray custom resource: latency is measured on the node(s) offering it (one measurement
+    # machine for the cluster: `ray start --resources='{"edge_cpu": 1}'`); None: where trials run
+    node_resource: str | None = Field(None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-:/]+$")
 
     @model_validator(mode="after")
     def _check(self) -> LatencySection:

@@ -62,7 +62,10 @@ def latency_table(cfg: SearchConfig, base: Baseline, say=print) -> tuple[Latency
         ray = sys.modules.get("ray")
         if ray is not None and ray.is_initialized():
             gpus = cfg.trial.gpu if lat.device.startswith("cuda") else 0
-            task = ray.remote(num_cpus=cfg.trial.cpu, num_gpus=gpus, max_retries=cfg.trial.max_failures)
+            where = {"num_cpus": cfg.trial.cpu, "num_gpus": gpus}
+            if lat.node_resource:  # the measurement machine, one request at a time
+                where = {"num_cpus": 0, "num_gpus": gpus, "resources": {lat.node_resource: 1}}
+            task = ray.remote(**where, max_retries=cfg.trial.max_failures)
             doc = ray.get(task(build_and_check).remote(*args))
         else:
             doc = build_and_check(*args)

@@ -82,6 +82,7 @@ def _settings(cfg: SearchConfig, var_map: dict) -> dict:
         "target": s.budget_target if s.mode == "budget" else None,
         "latency": asdict(cfg.latency.settings()) if s.objective == "latency" else None,
         "latency_tolerance": cfg.latency.tolerance,
+        "latency_node_resource": cfg.latency.node_resource if s.objective == "latency" else None,
         "keep_min": s.keep_min,
         "keep_max": s.keep_max,
         "trial": {**t.trial_kwargs(s.seed), "screen": s.screen is not None},
@@ -189,6 +190,20 @@ def sync(cfg_name: str, storage: str | Path, uri: str | None, say=print) -> int:
     return replay_spill(spill, open_record, say)
 
 
+def check_node_resource(cfg: SearchConfig) -> None:
+    """latency.node_resource must name a resource some node of the cluster offers."""
+    res = cfg.latency.node_resource
+    if cfg.search.objective != "latency" or not res:
+        return
+    import ray
+
+    if ray.cluster_resources().get(res, 0) < 1:
+        raise UserError(
+            f"latency.node_resource '{res}': no node of the cluster offers it; start the measurement "
+            f"machine with `ray start --address HEAD:PORT --resources='{{\"{res}\": 1}}'`"
+        )
+
+
 def _prepare(cfg: SearchConfig, resume: bool, say) -> tuple[Baseline, object, dict]:
     """Every check that can refuse the search, then the baseline and its channel groups."""
     check_prunable(cfg.model.arch)
@@ -199,6 +214,7 @@ def _prepare(cfg: SearchConfig, resume: bool, say) -> tuple[Baseline, object, di
     else:
         check_new(cfg)
     connect(cfg.cluster.address, say)  # before the baseline: a wrong address fails in seconds
+    check_node_resource(cfg)
     cfg.storage_dir().mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.trial.device) if cfg.trial.gpu > 0 else "cpu"
     base = prepare_baseline(cfg, device, say)

@@ -400,8 +400,9 @@ class SearchRecord:
         on_front, gone = self.front.add(run_id, row["val_accuracy"], cost) if cost is not None else (False, [])
         self._retag.update(dict.fromkeys((g for g in gone if g != BASELINE_ROW), False))
         tags = [RunTag(PARETO, "true" if on_front else "false"), RunTag(FIDELITY, "finetune")]
-        if result.get("node_id"):
-            tags.append(RunTag("prunetune.node_id", str(result["node_id"])))
+        for key in ("node_id", "latency_node_id"):  # where it trained, where its latency was measured
+            if result.get(key):
+                tags.append(RunTag(f"prunetune.{key}", str(result[key])))
         if result.get("criterion"):  # criterion auto: the one chosen for this spec
             tags.append(RunTag(CRITERION, str(result["criterion"])))
         self._batch(run_id, params, metrics, tags)

@@ -21,6 +21,32 @@ from trials.latency import LatencySettings
 from trials.trial import TrialConfig, run_trial
 
 
+def _measure_on_node(models: list, shape: tuple, settings: LatencySettings) -> tuple[list, str]:
+    from trials.latency import measure_side_by_side
+
+    return measure_side_by_side(models, shape, settings), ray.get_runtime_context().get_node_id()
+
+
+def node_timer(resource: str, settings: LatencySettings, nodes: list[str]):
+    """A ``TrialConfig.timer`` that times on the node offering ``resource`` (latency.node_resource):
+    one Ray task per measurement, holding one unit of the resource and no CPU, so a
+    measurement machine times one request at a time and no trial slot waits on it. The
+    node each measurement ran on is appended to ``nodes``."""
+    task = ray.remote(_measure_on_node).options(
+        num_cpus=0,
+        resources={resource: 1},
+        max_retries=3,
+        scheduling_strategy="DEFAULT",  # outside the trial's placement group
+    )
+
+    def timer(models: list, shape: tuple) -> list:
+        timings, node = ray.get(task.remote(models, shape, settings))
+        nodes.append(node)
+        return timings
+
+    return timer
+
+
 def trainable(
     config: dict, baseline_state: dict | None = None, settings: dict | None = None, scores: dict | None = None
 ) -> None:
@@ -29,6 +55,9 @@ def trainable(
     if recorded is not None:  # finished before the driver died, after Tune's last snapshot
         tune.report({**recorded, "final": 1, "replayed": 1})
         return
+    latency = LatencySettings(**s["latency"]) if s["latency"] else None
+    timed_on: list[str] = []  # nodes latency was measured on (latency.node_resource)
+    resource = s.get("latency_node_resource")
     tc = TrialConfig(
         arch=s["arch"],
         baseline=baseline_state,
@@ -37,7 +66,8 @@ def trainable(
         round_to=s["round_to"],
         objective=s["objective"],
         target=config.get(TARGET, s["target"]),  # front_targets: sampled per trial
-        latency=LatencySettings(**s["latency"]) if s["latency"] else None,
+        latency=latency,
+        timer=node_timer(resource, latency, timed_on) if latency and resource else None,
         latency_table=s["latency_table"],
         latency_tolerance=s["latency_tolerance"],
         keep_min=s["keep_min"],
@@ -63,4 +93,6 @@ def trainable(
     if "criterion_scores" in result:
         result["criterion_scores"] = json.dumps(result["criterion_scores"], sort_keys=True)
     result["node_id"] = ray.get_runtime_context().get_node_id()
+    if timed_on:
+        result["latency_node_id"] = timed_on[-1]
     tune.report({**result, "final": 1})

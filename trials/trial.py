@@ -24,7 +24,7 @@ from trials.criteria import AUTO_CANDIDATES
 from trials.data import DataConfig, load_train_val
 from trials.errors import TrialFailed, UserError
 from trials.groups import build_graph
-from trials.latency import LatencySettings, measure_side_by_side
+from trials.latency import LatencySettings, Timing, measure_side_by_side
 from trials.latency_table import LatencyTable
 from trials.models import create_model
 from trials.prune import apply_spec, rebuild
@@ -63,6 +63,7 @@ class TrialConfig:
     latency: LatencySettings | None = None  # set to also measure latency, side by side with the baseline
     latency_table: Mapping | None = None  # a LatencyTable's dict: latency predicted, budget mode bisects on it
     latency_tolerance: float = 0.05  # budget mode on latency: measured within this share of the target
+    timer: Timer | None = None  # where latency is timed (default: here, measure_side_by_side with ``latency``)
     device: str = "auto"
 
 
@@ -96,6 +97,16 @@ def _finite(metrics: dict, where: str) -> dict:
     return metrics
 
 
+Timer = Callable[[list[nn.Module], tuple[int, ...]], list[Timing]]  # networks, input shape -> their timings
+
+
+def _time(config: TrialConfig, models: list[nn.Module], shape: tuple[int, ...]) -> list[Timing]:
+    """The networks timed side by side where ``config.timer`` says (default: here)."""
+    if config.timer is not None:
+        return config.timer(models, shape)
+    return measure_side_by_side(models, shape, config.latency)
+
+
 def _budget(config: TrialConfig, graph, info: ModelInfo, base, table, unpruned, shape) -> dict:
     """How budget mode scales onto ``config.target``: the objective's model (bisected on),
     its real value per spec (each round's check) and the goal in the model's units."""
@@ -114,7 +125,7 @@ def _budget(config: TrialConfig, graph, info: ModelInfo, base, table, unpruned, 
 
     def measured(spec: ChannelSpec) -> float:  # in the table's units: measured ratio x predicted baseline
         net = rebuild(config.arch, spec, info.num_classes, shape[0], shape[-1])
-        cut, full = measure_side_by_side([net, copy.deepcopy(unpruned)], shape, config.latency)
+        cut, full = _time(config, [net, copy.deepcopy(unpruned)], shape)
         return cut.median_ms / full.median_ms * full_pred
 
     return {
@@ -246,7 +257,7 @@ def run_trial(config: TrialConfig, report: Report | None = None) -> dict:
         "started_at": started_at,  # wall clock (s since the epoch)
     }
     if config.latency:
-        pruned, full = measure_side_by_side([copy.deepcopy(model), unpruned], shape, config.latency)
+        pruned, full = _time(config, [copy.deepcopy(model).cpu(), unpruned], shape)
         result.update(
             latency_ms=pruned.median_ms,
             latency_spread_ms=pruned.spread_ms,

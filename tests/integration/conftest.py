@@ -126,7 +126,8 @@ def wait_for_finished(uri: str, name: str, count: int, proc, timeout: float = 30
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """A one-node Ray cluster (2 CPUs) started with `ray start`, token authentication on.
+    """A one-node Ray cluster (2 CPUs, and the custom resource ``latency_node`` a latency
+    search pins its measurements to) started with `ray start`, token authentication on.
     The multi-node tests (tests/integration/test_cluster.py) start their own clusters."""
-    with LocalCluster(workers=0, head_cpus=2) as cluster:
+    with LocalCluster(workers=0, head_cpus=2, head_resources={"latency_node": 1}) as cluster:
         yield {"address": cluster.address, "env": cluster.env, "temp_dir": cluster.temp_dir}

@@ -149,6 +149,14 @@ def test_a_latency_budget_search_logs_measured_and_predicted_latency(tmp_path, m
         search={"mode": "budget", "objective": "latency", "target": 0.7, "num_trials": 2, "sampler": "random"},
     )
     data["latency"] = {"batch_size": 32, "threads": 1, "warmup": 2, "repeats": 9, "table_levels": 3}
+    # latency.node_resource: measured on the node offering it, refused (exit 2, before the baseline) when none does
+    data["latency"]["node_resource"] = "nowhere"
+    path = tmp_path / "nowhere.yaml"
+    path.write_text(yaml.safe_dump(data))
+    refused = subprocess.run([PRUNETUNE, "search", str(path)], env=ray_cluster["env"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "latency.node_resource 'nowhere': no node" in refused.stderr
+    assert "baseline" not in refused.stdout
+    data["latency"]["node_resource"] = "latency_node"
     done = _search(tmp_path, ray_cluster, data)
     assert "[2/2]" in done.stdout and "latency: model against 20 measured pruned networks" in done.stdout
     client, parents, children = _runs(mlflow_server, "it-latency")
@@ -157,6 +165,7 @@ def test_a_latency_budget_search_logs_measured_and_predicted_latency(tmp_path, m
         m = c.data.metrics
         assert m["latency_ms"] > 0 and m["latency_pred_ms"] > 0 and m["baseline_latency_ms"] > m["latency_ms"]
         assert abs(m["latency_ratio"] - 0.7) < 0.25, m["latency_ratio"]  # loose: timings share two cores
+        assert c.data.tags["prunetune.latency_node_id"] == c.data.tags["prunetune.node_id"]  # the one node
     parent = parents[0]
     assert (
         0

@@ -1,0 +1,183 @@
+"""Does searching on latency buy accuracy at the same speed? (#17 point 7, second part)
+
+Setting: bench/search_fmnist's (Fashion-MNIST at 16x16, ResNet-20, its cached baseline,
+the same brief fine-tune, val for selection, the official test split read once to
+report). Deployment: torch on this CPU, one thread, batch ``BATCH``.
+
+Per seed and MACs target M:
+  macs      TPE over per-group keep ratios in budget mode on MACs (every trial scaled onto
+            M x the baseline's MACs), ``N`` trials fine-tuned, the best val wins. Its winner's
+            latency ratio L is then measured (side by side with the baseline).
+  latency   the same sampler and seed in budget mode on latency with target L: every
+            trial scaled onto L by the latency table, then checked by measurement and
+            nudged within the tolerance. ``N`` trials, the best val wins.
+  uniform   one keep ratio everywhere, scaled onto latency L the same way (one fine-tune).
+Both searches spend the same number of brief fine-tunes. The winners are fine-tuned
+again (FINAL epochs, a data order no search saw), scored once on test, and timed side by
+side (alternating rounds) with the baseline, so "equal latency" is measured, not
+assumed. Deltas are paired per seed. Run: ``python -m bench.latency_search --seeds 5``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from dataclasses import replace
+
+import optuna
+import torch
+
+from bench.report import ROOT, machine, publish
+from bench.search_fmnist import ARCH, FINETUNE, KEEP_MAX, KEEP_MIN, KEEP_STEP, SIZE, Bench, _names, _space
+from trials.latency import LatencySettings, measure_side_by_side
+from trials.latency_table import build_table, check_table
+from trials.prune import rebuild
+from trials.spec import ChannelSpec
+from trials.trial import run_trial
+
+BATCH = 32
+SETTINGS = LatencySettings(batch_size=BATCH, threads=1, warmup=5, repeats=21)
+FINAL_TIMING = LatencySettings(batch_size=BATCH, threads=1, warmup=10, repeats=61)
+N = 12  # brief fine-tunes per search
+MACS_TARGETS = (0.5, 0.25)
+TOLERANCE = 0.05
+
+
+def _cfg(b: Bench, keep, objective: str, target: float, seed: int, table: dict):
+    return replace(
+        b._cfg(keep, target, seed, "finetune", FINETUNE),
+        objective=objective,
+        latency=SETTINGS,
+        latency_table=table,
+        latency_tolerance=TOLERANCE,
+    )
+
+
+def search(b: Bench, objective: str, target: float, seed: int, table: dict) -> dict:
+    """``N`` TPE trials in budget mode on ``objective``; the best val's result."""
+    names = _names(b)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    best = None
+    for _ in range(N):
+        t = study.ask(_space(names))
+        r = run_trial(_cfg(b, dict(t.params), objective, target, seed, table))
+        study.tell(t, r["val_accuracy"])
+        if best is None or r["val_accuracy"] > best["val_accuracy"]:
+            best = r
+    return best
+
+
+def timed(b: Bench, specs: list[dict]) -> list[float]:
+    """Latency ratios to the baseline of ``specs``' networks, all timed in alternating rounds."""
+    nets = [rebuild(ARCH, ChannelSpec.from_dict(s), 10, 1, SIZE) for s in specs]
+    base = rebuild(ARCH, ChannelSpec({g.name: g.channels for g in b.graph.groups}, ARCH), 10, 1, SIZE)
+    times = measure_side_by_side([*nets, base], (1, SIZE, SIZE), FINAL_TIMING)
+    return [t.median_ms / times[-1].median_ms for t in times[:-1]]
+
+
+def cell(b: Bench, macs_target: float, seed: int, table: dict, say=print) -> dict:
+    t0 = time.perf_counter()
+    by_macs = search(b, "macs", macs_target, seed, table)
+    (lat,) = timed(b, [by_macs["spec"]])
+    by_latency = search(b, "latency", lat, seed, table)
+    uniform = run_trial(_cfg(b, 1.0, "latency", lat, seed, table))
+    winners = {"macs": by_macs, "latency": by_latency, "uniform": uniform}
+    ratios = timed(b, [w["spec"] for w in winners.values()])
+    out = {"target_latency": lat, "seconds": 0.0}
+    for (name, w), ratio in zip(winners.items(), ratios):
+        out[name] = {
+            "val": w["val_accuracy"],
+            "test": b.final_test(w["spec"], seed),
+            "latency_ratio": ratio,
+            "macs_ratio": w["macs_ratio"],
+            "spec": w["spec"],
+        }
+    out["seconds"] = time.perf_counter() - t0
+    say(
+        f"M {macs_target} seed {seed}: latency target {lat:.3f}; "
+        + "; ".join(
+            f"{k} test {out[k]['test']:.4f} at {out[k]['latency_ratio']:.3f}x latency, {out[k]['macs_ratio']:.3f}x MACs"
+            for k in winners
+        )  # fmt: skip
+        + f" ({out['seconds']:.0f} s)"
+    )
+    return out
+
+
+def run(seeds: list[int], say=print) -> dict:
+    t0 = time.perf_counter()
+    b = Bench()
+    torch.manual_seed(0)
+    build = lambda spec: rebuild(ARCH, spec, 10, 1, SIZE)  # noqa: E731
+    tt = time.perf_counter()
+    table = build_table(b.graph, SETTINGS, count=6, build=build, calibrate=8, keep_min=KEEP_MIN)
+    check = check_table(table, b.graph, build, n=20, keep_min=KEEP_MIN)
+    say(
+        f"latency table {time.perf_counter() - tt:.0f} s: median error {100 * check['median_rel_error']:.1f}%, "
+        f"worst {100 * check['worst_rel_error']:.1f}%"
+    )
+    results = {
+        "settings": {"batch": BATCH, "n": N, "tolerance": TOLERANCE, "keep": [KEEP_MIN, KEEP_MAX, KEEP_STEP]},
+        "finetune": FINETUNE,
+        "table_error": {k: check[k] for k in ("median_rel_error", "worst_rel_error")},
+        "baseline_test": b.baseline_test,
+        "cells": {},
+    }
+    partial = ROOT / "bench" / "results" / "latency_search.partial.json"
+    for m in MACS_TARGETS:
+        results["cells"][str(m)] = []
+        for s in seeds:
+            results["cells"][str(m)].append(cell(b, m, s, table.to_dict(), say))
+            partial.write_text(json.dumps(results, indent=1))  # a run cut short keeps what it measured
+    results["seconds"] = time.perf_counter() - t0
+    return results
+
+
+def _ms(xs: list[float], scale: float = 100.0) -> str:
+    sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
+    return f"{scale * statistics.mean(xs):+.2f} ± {scale * sd:.2f}"
+
+
+def table_md(results: dict) -> str:
+    lines = [
+        "| MACs target of the MACs search | measured latency target | method | test acc (mean) | "
+        "latency ratio (mean) | MACs ratio (mean) | Δ test vs macs search (pp, paired) | seeds ahead |",
+        "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for m, cells in results["cells"].items():
+        lat = statistics.mean(c["target_latency"] for c in cells)
+        for name in ("macs", "latency", "uniform"):
+            test = statistics.mean(c[name]["test"] for c in cells)
+            ratio = statistics.mean(c[name]["latency_ratio"] for c in cells)
+            macs = statistics.mean(c[name]["macs_ratio"] for c in cells)
+            deltas = [c[name]["test"] - c["macs"]["test"] for c in cells]
+            ahead = sum(d > 0 for d in deltas)
+            delta = "-" if name == "macs" else f"{_ms(deltas)}"
+            wins = "-" if name == "macs" else f"{ahead}/{len(cells)}"
+            lines.append(
+                f"| {m} | {lat:.3f} | {name} | {100 * test:.2f} | {ratio:.3f} | {macs:.3f} | {delta} | {wins} |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    global N, MACS_TARGETS
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--trials", type=int, default=N, help="brief fine-tunes per search")
+    ap.add_argument("--smoke", action="store_true", help="one seed, one target, 2 trials; publishes nothing")
+    args = ap.parse_args()
+    N = 2 if args.smoke else args.trials
+    MACS_TARGETS = MACS_TARGETS[:1] if args.smoke else MACS_TARGETS
+    results = run(list(range(1 if args.smoke else args.seeds)))
+    results["machine"] = machine()
+    if args.smoke:
+        print(table_md(results))
+        return
+    publish("latency_search", results, table_md(results))
+
+
+if __name__ == "__main__":
+    main()
