@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -81,7 +81,9 @@ class SearchSection(_Strict):
     keep_min: float = Field(0.25, gt=0, le=1)
     keep_max: float = Field(1.0, gt=0, le=1)
     keep_step: float = Field(0.05, gt=0, le=1)
-    round_to: int = Field(1, ge=1, le=1024)
+    # channel multiple every kept count is rounded to; auto: the multiple with real latency
+    # steps on the `latency` section's runtime and device, measured once per search
+    round_to: Annotated[int, Field(ge=1, le=1024)] | Literal["auto"] = 1
     sampler: Literal["nsga2", "tpe", "random"] = "nsga2"
     population_size: int | None = Field(None, ge=2, le=100_000)  # NSGA-II; default from num_trials
     num_trials: int = Field(16, ge=1, le=1_000_000)

@@ -46,6 +46,21 @@ def build_and_check(arch: str, info, settings: LatencySettings, levels: int, kee
     return {"table": table.to_dict(), "check": check}
 
 
+def where_measured(cfg: SearchConfig, fn, *args):
+    """``fn(*args)`` where latency is measured: a Ray task on the node offering
+    ``latency.node_resource`` (one request at a time, no CPU held), else on a node that can
+    run a trial, when a search has connected; in this process otherwise."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return fn(*args)
+    lat = cfg.latency
+    gpus = cfg.trial.gpu if lat.device.startswith("cuda") else 0
+    where = {"num_cpus": cfg.trial.cpu, "num_gpus": gpus}
+    if lat.node_resource:  # the measurement machine
+        where = {"num_cpus": 0, "num_gpus": gpus, "resources": {lat.node_resource: 1}}
+    return ray.get(ray.remote(**where, max_retries=cfg.trial.max_failures)(fn).remote(*args))
+
+
 def latency_table(cfg: SearchConfig, base: Baseline, say=print) -> tuple[LatencyTable, dict]:
     """The table and its check, from the cache under the storage directory or built (a Ray
     task on a node that can run a trial, when a search has connected)."""
@@ -59,16 +74,7 @@ def latency_table(cfg: SearchConfig, base: Baseline, say=print) -> tuple[Latency
             f"latency: timing every layer shape over {lat.table_levels} channel counts ({lat.runtime}, {lat.device}) ..."
         )
         args = (base.info.arch, base.info, lat.settings(), lat.table_levels, cfg.search.keep_min)
-        ray = sys.modules.get("ray")
-        if ray is not None and ray.is_initialized():
-            gpus = cfg.trial.gpu if lat.device.startswith("cuda") else 0
-            where = {"num_cpus": cfg.trial.cpu, "num_gpus": gpus}
-            if lat.node_resource:  # the measurement machine, one request at a time
-                where = {"num_cpus": 0, "num_gpus": gpus, "resources": {lat.node_resource: 1}}
-            task = ray.remote(**where, max_retries=cfg.trial.max_failures)
-            doc = ray.get(task(build_and_check).remote(*args))
-        else:
-            doc = build_and_check(*args)
+        doc = where_measured(cfg, build_and_check, *args)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(doc))
     c = doc["check"]
@@ -96,3 +102,38 @@ def log_latency_model(client, run_id: str, table: LatencyTable, check: dict) -> 
         ("baseline_latency_pred_ms", full),
     ):
         client.log_metric(run_id, key, float(value))
+
+
+def _aligned(arch: str, info, settings: LatencySettings) -> dict:
+    from trials.alignment import auto_round_to
+    from trials.groups import build_graph
+    from trials.models import create_model
+
+    model = create_model(arch, num_classes=info.num_classes, in_channels=info.in_channels).eval()
+    graph = build_graph(model, (info.in_channels, info.input_size, info.input_size), arch)
+    _, report = auto_round_to(graph, settings)
+    return report
+
+
+def resolve_round_to(cfg: SearchConfig, base: Baseline, say=print, client=None, run_id: str | None = None):
+    """``search.round_to: auto`` measured (where latency is measured, cached beside the
+    baseline) and put in: the config with the chosen multiple; logged on ``run_id`` as
+    metric ``round_to_auto`` and ``latency/round_to.json``. Other configs come back as given."""
+    if cfg.search.round_to != "auto":
+        return cfg
+    path = cfg.storage_dir() / f"round-to-{_key(cfg, base)}.json"
+    if path.is_file():
+        report = json.loads(path.read_text())
+    else:
+        lat = cfg.latency
+        say(f"round_to auto: timing the widest layer over its widths ({lat.runtime}, {lat.device}) ...")
+        report = where_measured(cfg, _aligned, base.info.arch, base.info, lat.settings())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report))
+    m = int(report["round_to"])
+    steps = ", ".join(f"{k}: {'step' if e['real'] else 'none'}" for k, e in report["evidence"].items())
+    say(f"round_to auto: channel multiples of {m} ({report['layer']}; latency steps by multiple {steps or '-'})")
+    if client is not None and run_id is not None:
+        client.log_metric(run_id, "round_to_auto", m)
+        client.log_text(run_id, json.dumps(report, indent=1), f"{LATENCY_DIR}/round_to.json")
+    return cfg.model_copy(update={"search": cfg.search.model_copy(update={"round_to": m})})

@@ -77,6 +77,9 @@ def run_prune(cfg: SearchConfig, method: str, macs_target: float | None, say=pri
     device = resolve_device(cfg.trial.device) if cfg.trial.gpu > 0 else "cpu"
     cfg.storage_dir().mkdir(parents=True, exist_ok=True)
     base = prepare_baseline(cfg, device, say)
+    from orchestrator.latency import resolve_round_to
+
+    cfg = resolve_round_to(cfg, base, say)  # round_to: auto, measured here
     spec = method_spec(cfg, base, method, macs_target, say)
     t = cfg.trial
     say(f"{method}: {sum(spec.channels.values())} channels kept over {len(spec.channels)} groups; fine-tuning ...")

@@ -22,7 +22,7 @@ from orchestrator import progress
 from orchestrator.axis import ROW_EXTRAS, axis
 from orchestrator.baseline import Baseline, method_points, prepare_baseline
 from orchestrator.config import SearchConfig, dump_config
-from orchestrator.latency import latency_table, log_latency_model
+from orchestrator.latency import latency_table, log_latency_model, resolve_round_to
 from orchestrator.progress import TrackingCallback
 from orchestrator.resume import check_new, check_resume, flat_config
 from orchestrator.screen import ScreenScheduler
@@ -363,6 +363,7 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
     record, callback = _record(cfg, base, resume, say)
     if table is not None:
         log_latency_model(record.client, record.parent_run_id, table, check)
+    cfg = resolve_round_to(cfg, base, say, record.client, record.parent_run_id)  # round_to: auto, measured
     smap = None
     if "sensitivity" in cfg.search.warm_start_methods:  # Ray tasks over the cluster, cached
         smap = sensitivity_map(cfg, base, graph, say)

@@ -146,7 +146,14 @@ def test_a_latency_budget_search_logs_measured_and_predicted_latency(tmp_path, m
         "it-latency",
         mlflow_server,
         ray_cluster["address"],
-        search={"mode": "budget", "objective": "latency", "target": 0.7, "num_trials": 2, "sampler": "random"},
+        search={
+            "mode": "budget",
+            "objective": "latency",
+            "target": 0.7,
+            "num_trials": 2,
+            "sampler": "random",
+            "round_to": "auto",
+        },
     )
     data["latency"] = {"batch_size": 32, "threads": 1, "warmup": 2, "repeats": 9, "table_levels": 3}
     # latency.node_resource: measured on the node offering it, refused (exit 2, before the baseline) when none does
@@ -172,9 +179,8 @@ def test_a_latency_budget_search_logs_measured_and_predicted_latency(tmp_path, m
         <= parent.data.metrics["latency_model_median_rel_error"]
         <= parent.data.metrics["latency_model_worst_rel_error"]
     )
-    assert {a.path for a in client.list_artifacts(parent.info.run_id, "latency")} == {
-        "latency/table.json",
-        "latency/check.json",
+    assert {"latency/table.json", "latency/check.json"} <= {
+        a.path for a in client.list_artifacts(parent.info.run_id, "latency")
     }
     # the front is in latency space: ranked on the measured ratio, ms and ratio beside MACs
     assert parent.data.metrics["baseline_latency_ms"] == pytest.approx(parent.data.metrics["baseline_latency_pred_ms"])
@@ -186,6 +192,12 @@ def test_a_latency_budget_search_logs_measured_and_predicted_latency(tmp_path, m
     )
     assert "lat (ms)" in out.stdout.splitlines()[0] and len(out.stdout.splitlines()) == 4  # 2 trials, the baseline
     assert "Pareto front of val_accuracy against latency" in parent.data.tags["mlflow.note.content"]
+    # round_to auto: measured once, logged, and every trial's kept counts follow it
+    m = int(parent.data.metrics["round_to_auto"])
+    assert "latency/round_to.json" in {a.path for a in client.list_artifacts(parent.info.run_id, "latency")}
+    for c in children:
+        spec = json.loads(Path(client.download_artifacts(c.info.run_id, "spec.json", str(tmp_path))).read_text())
+        assert all(n % m == 0 or n in (16, 32, 64) for n in spec["channels"].values()), (m, spec)
 
 
 def test_front_targets_put_each_trial_at_its_sampled_macs(tmp_path, mlflow_server, ray_cluster):

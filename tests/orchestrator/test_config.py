@@ -34,6 +34,11 @@ def test_overrides_are_typed_and_nested(tmp_path):
     assert cfg.data.root == "/d"
 
 
+def test_round_to_takes_a_multiple_or_auto():
+    assert validate_config({"name": "x", "search": {"round_to": "auto"}}).search.round_to == "auto"
+    assert validate_config({"name": "x", "search": {"round_to": 8}}).search.round_to == 8
+
+
 def test_resolved_config_round_trips():
     cfg = validate_config({"name": "x", "search": {"mode": "budget", "macs_target": 0.47}})
     assert validate_config(yaml.safe_load(dump_config(cfg))) == cfg
@@ -69,6 +74,9 @@ def test_resolved_config_round_trips():
         ({"name": "x", "baseline": {"epochs": float("inf")}}, "baseline.epochs"),
         ({"name": "bad name/"}, "name"),
         ({"name": "x", "trial": {"gpu": -1}}, "trial.gpu"),
+        ({"name": "x", "search": {"round_to": "best"}}, "search.round_to"),
+        ({"name": "x", "search": {"round_to": 0}}, "search.round_to"),
+        ({"name": "x", "latency": {"node_resource": "has space"}}, "latency.node_resource"),
     ],
 )
 def test_bad_configs_name_the_key(data, message):
