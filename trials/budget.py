@@ -102,6 +102,9 @@ def _scaled(graph: ChannelGraph, ratios: Mapping[str, float], s: float, lo: floa
     return ChannelSpec.from_ratios(graph.groups, clipped, round_to, arch)
 
 
+CORRECTION = 1.3  # the most a round's check may move the model's goal from the target (either way)
+
+
 def project_ratios(
     graph: ChannelGraph,
     ratios: Mapping[str, float],
@@ -150,5 +153,7 @@ def project_ratios(
             best = (spec, value if real is not None else int(value))
         if abs(value - target_macs) <= tol * target_macs:
             break
-        goal *= target_macs / value  # correct for what the model leaves out
+        # correct for what the model leaves out, never past CORRECTION of the target: one
+        # noisy measurement must not walk the goal up to the unpruned network
+        goal = min(max(goal * target_macs / value, target_macs / CORRECTION), target_macs * CORRECTION)
     return best
