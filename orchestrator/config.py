@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from trials.criteria import CRITERIA
 from trials.data import DATASETS, DataConfig
 from trials.errors import UserError
-from trials.latency import RUNTIMES, LatencySettings, check_runtime
+from trials.latency import OBJECTIVES, RUNTIMES, LatencySettings, check_runtime
 from trials.regularizers import REGULARIZERS
 from trials.train import FinetuneConfig
 
@@ -65,9 +65,6 @@ class BaselineSection(_Strict):
         if self.regularizer == "paam":
             return {"weight": self.regularizer_weight}
         return {}
-
-
-OBJECTIVES = ("macs", "latency", "params")
 
 
 class SearchSection(_Strict):

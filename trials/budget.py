@@ -65,7 +65,7 @@ class MacsModel:
 
 
 def _refine(
-    model_macs: MacsModel,
+    model_cost: MacsModel,
     graph: ChannelGraph,
     spec: ChannelSpec,
     goal: float,
@@ -79,7 +79,7 @@ def _refine(
     bounds = {
         g.name: (max(1, min(g.channels, round(lo * g.channels))), max(1, int(hi * g.channels))) for g in graph.groups
     }
-    current = model_macs(channels)
+    current = model_cost(channels)
     for _ in range(4 * len(channels)):
         step = round_to if current < goal else -round_to
         best, best_gap = None, abs(current - goal)
@@ -87,7 +87,7 @@ def _refine(
             lo_n, hi_n = bounds[name]
             if not lo_n <= n + step <= hi_n:
                 continue
-            trial = model_macs({**channels, name: n + step})
+            trial = model_cost({**channels, name: n + step})
             if abs(trial - goal) < best_gap:
                 best, best_gap = (name, trial), abs(trial - goal)
         if best is None:
@@ -108,7 +108,7 @@ CORRECTION = 1.3  # the most a round's check may move the model's goal from the 
 def project_ratios(
     graph: ChannelGraph,
     ratios: Mapping[str, float],
-    target_macs: float,
+    target: float,
     *,
     keep_min: float = 0.05,
     keep_max: float = 1.0,
@@ -121,39 +121,39 @@ def project_ratios(
     real: Callable[[ChannelSpec], float] | None = None,
 ) -> tuple[ChannelSpec, int]:
     """The spec of ``s * ratios`` (clipped to [keep_min, keep_max]) whose counted MACs are
-    closest to ``target_macs``; returns it with its counted MACs. With ``arch`` set, each
+    closest to ``target``; returns it with its counted MACs. With ``arch`` set, each
     round is checked by counting a rebuilt network; without it, the analytic model decides.
 
     Another cost works the same way: ``cost`` models it from kept channel counts (bisected
     on) and ``real`` gives its true value for a spec (each round's check, e.g. a measured
-    latency); ``target_macs`` is then a target of that cost, and ``tol`` its tolerance."""
-    model_macs = cost or MacsModel(graph)
+    latency); ``target`` is then a target of that cost, and ``tol`` its tolerance."""
+    model_cost = cost or MacsModel(graph)
     r = [max(ratios.get(g.name, 1.0), 1e-6) for g in graph.groups]
     s_lo, s_hi = keep_min / max(r) * 0.999, keep_max / min(r) * 1.001
     shape = tuple(graph.example_input.shape[1:])
-    goal, best = target_macs, None
+    goal, best = target, None
     for _ in range(rounds):
         lo, hi = s_lo, s_hi
         for _ in range(50):
             mid = (lo + hi) / 2
-            if model_macs(_scaled(graph, ratios, mid, keep_min, keep_max, round_to, arch).channels) < goal:
+            if model_cost(_scaled(graph, ratios, mid, keep_min, keep_max, round_to, arch).channels) < goal:
                 lo = mid
             else:
                 hi = mid
         cands = [_scaled(graph, ratios, s, keep_min, keep_max, round_to, arch) for s in (lo, hi)]
-        spec = min(cands, key=lambda c: abs(model_macs(c.channels) - goal))
-        spec = _refine(model_macs, graph, spec, goal, keep_min, keep_max, round_to)
+        spec = min(cands, key=lambda c: abs(model_cost(c.channels) - goal))
+        spec = _refine(model_cost, graph, spec, goal, keep_min, keep_max, round_to)
         if real is not None:
             value = real(spec)
         elif arch:
             value = count_cost(rebuild(arch, spec, num_classes, shape[0], shape[-1]), shape).macs
         else:
-            value = model_macs(spec.channels)
-        if best is None or abs(value - target_macs) < abs(best[1] - target_macs):
+            value = model_cost(spec.channels)
+        if best is None or abs(value - target) < abs(best[1] - target):
             best = (spec, value if real is not None else int(value))
-        if abs(value - target_macs) <= tol * target_macs:
+        if abs(value - target) <= tol * target:
             break
         # correct for what the model leaves out, never past CORRECTION of the target: one
         # noisy measurement must not walk the goal up to the unpruned network
-        goal = min(max(goal * target_macs / value, target_macs / CORRECTION), target_macs * CORRECTION)
+        goal = min(max(goal * target / value, target / CORRECTION), target * CORRECTION)
     return best

@@ -24,6 +24,7 @@ from torch import nn
 from trials.errors import UserError
 
 RUNTIMES = ("torch", "onnxruntime")
+OBJECTIVES = ("macs", "params", "latency")  # what a search trades against accuracy (search.objective)
 ONNX_EXTRA = "pip install 'prunetune[latency]' (onnx, onnxruntime)"
 
 

@@ -24,7 +24,7 @@ from trials.criteria import AUTO_CANDIDATES
 from trials.data import DataConfig, load_train_val
 from trials.errors import TrialFailed, UserError
 from trials.groups import build_graph
-from trials.latency import LatencySettings, Timing, measure_side_by_side
+from trials.latency import OBJECTIVES, LatencySettings, Timing, measure_side_by_side
 from trials.latency_table import LatencyTable
 from trials.models import create_model
 from trials.prune import apply_spec, rebuild
@@ -34,7 +34,6 @@ from trials.train import FinetuneConfig, evaluate, finetune, recalibrate_bn
 
 Report = Callable[[dict], None]
 EVALUATIONS = ("finetune", "adaptive_bn")
-OBJECTIVES = ("macs", "params", "latency")
 
 
 @dataclass
@@ -111,11 +110,11 @@ def _budget(config: TrialConfig, graph, info: ModelInfo, base, table, unpruned, 
     """How budget mode scales onto ``config.target``: the objective's model (bisected on),
     its real value per spec (each round's check) and the goal in the model's units."""
     if config.objective == "macs":
-        return {"target_macs": config.target * base.macs}
+        return {"target": config.target * base.macs}
     if config.objective == "params":
         rebuilt = lambda spec: rebuild(config.arch, spec, info.num_classes, shape[0], shape[-1])  # noqa: E731
         return {
-            "target_macs": config.target * base.params,
+            "target": config.target * base.params,
             "cost": MacsModel(graph, params=True),
             "real": lambda spec: count_cost(rebuilt(spec), shape).params,
         }
@@ -129,7 +128,7 @@ def _budget(config: TrialConfig, graph, info: ModelInfo, base, table, unpruned, 
         return cut.median_ms / full.median_ms * full_pred
 
     return {
-        "target_macs": config.target * full_pred,
+        "target": config.target * full_pred,
         "cost": table.predict,
         "real": measured,
         "tol": config.latency_tolerance,
