@@ -34,7 +34,8 @@ from ray import tune
 from bench.report import machine, publish
 from orchestrator.config import SearchSection
 from orchestrator.progress import TrackingCallback
-from orchestrator.search import PrunetuneOptunaSearch, run_name, run_sizes
+from orchestrator.search import run_name, run_sizes
+from orchestrator.searcher import PrunetuneOptunaSearch
 from orchestrator.space import distributions
 from orchestrator.tracking import SearchRecord
 

@@ -27,6 +27,7 @@ from ray.tune import Callback
 from orchestrator import faults
 from orchestrator.axis import ROW_EXTRAS, axis, baseline_cost, has_latency
 from orchestrator.pareto import Front
+from orchestrator.space import REUSE
 from orchestrator.tracking import BASELINE_KEYS, SearchRecord
 from orchestrator.writer import BufferedWriter, Spill
 from trials.train import duration
@@ -163,7 +164,7 @@ class TrackingCallback(Callback):
 
     # -- Tune events ----------------------------------------------------------------------
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        params = dict(trial.config)
+        params = {k: v for k, v in trial.config.items() if k != REUSE}  # a reused result is no param
         if result.get("trial_failed"):
             self.failed.add(trial.trial_id)
             self._write("log_failure", trial.trial_id, params, str(result.get("error", "failed")))
@@ -175,6 +176,10 @@ class TrackingCallback(Callback):
             self._add(trial.trial_id, row)
             if not result.get("replayed"):  # a replayed trial's child run is already complete
                 self._write("log_final", trial.trial_id, params, dict(result))
+            if result.get("reused_from"):
+                self._print(
+                    f"trial {trial.trial_id}: the configuration of trial {result['reused_from']}, not trained again"
+                )
             self._progress(trial.trial_id, result)
             if self.fault and len(self.done) == self.fault[1]:  # a test's injected driver fault
                 os.kill(os.getpid(), self.fault[0])

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import optuna
 from ray import tune
-from ray.tune.search.optuna import OptunaSearch
 
 from cluster.connect import connect
 from orchestrator import progress
@@ -26,6 +25,7 @@ from orchestrator.latency import latency_table, log_latency_model, resolve_round
 from orchestrator.progress import TrackingCallback
 from orchestrator.resume import check_new, check_resume, flat_config
 from orchestrator.screen import ScreenScheduler
+from orchestrator.searcher import PrunetuneOptunaSearch
 from orchestrator.sensitivity import sensitivity_map
 from orchestrator.space import (
     TARGET,
@@ -46,19 +46,6 @@ from trials.spec import ChannelSpec
 from trials.trial import resolve_device
 
 log = logging.getLogger("prunetune")
-
-
-class PrunetuneOptunaSearch(OptunaSearch):
-    """OptunaSearch that tells Optuna FAIL for a trial that reported its own failure.
-
-    A trial that fails deterministically (NaN loss, bad spec) reports ``trial_failed``
-    and ends normally, so Ray does not retry it; retries are for lost nodes.
-    """
-
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if result and (result.get("trial_failed") or not result.get("final")):
-            result, error = None, True
-        super().on_trial_complete(trial_id, result=result, error=error)
 
 
 def _sampler(cfg: SearchConfig) -> optuna.samplers.BaseSampler:

@@ -64,6 +64,7 @@ def warm_start_points(names: list[str], levels: list[float], low: float, high: f
     return points
 
 
+REUSE = "_reuse"  # in a trial's config: the stored result of the same configuration (orchestrator.searcher)
 TARGET = "macs_target"  # front_targets: the trial's sampled MACs target (a fraction of the baseline's)
 
 

@@ -400,7 +400,7 @@ class SearchRecord:
         on_front, gone = self.front.add(run_id, row["val_accuracy"], cost) if cost is not None else (False, [])
         self._retag.update(dict.fromkeys((g for g in gone if g != BASELINE_ROW), False))
         tags = [RunTag(PARETO, "true" if on_front else "false"), RunTag(FIDELITY, "finetune")]
-        for key in ("node_id", "latency_node_id"):  # where it trained, where its latency was measured
+        for key in ("node_id", "latency_node_id", "reused_from"):  # where it trained and was timed; or whose result
             if result.get(key):
                 tags.append(RunTag(f"prunetune.{key}", str(result[key])))
         if result.get("criterion"):  # criterion auto: the one chosen for this spec

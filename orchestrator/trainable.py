@@ -14,7 +14,7 @@ import ray
 from ray import tune
 
 from orchestrator import faults
-from orchestrator.space import TARGET, group_ratios
+from orchestrator.space import REUSE, TARGET, group_ratios
 from trials.data import DataConfig
 from trials.errors import TrialFailed, UserError
 from trials.latency import LatencySettings
@@ -54,6 +54,9 @@ def trainable(
     recorded = s.get("recorded", {}).get(tune.get_context().get_trial_id())
     if recorded is not None:  # finished before the driver died, after Tune's last snapshot
         tune.report({**recorded, "final": 1, "replayed": 1})
+        return
+    if config.get(REUSE) is not None:  # the searcher proposed a configuration already trained
+        tune.report({**config[REUSE], "final": 1})
         return
     latency = LatencySettings(**s["latency"]) if s["latency"] else None
     timed_on: list[str] = []  # nodes latency was measured on (latency.node_resource)

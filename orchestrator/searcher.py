@@ -1,0 +1,51 @@
+"""The searcher: Ray Tune's OptunaSearch, with what a pruning search needs on top.
+
+- A trial that reported its own failure (NaN loss, bad spec) is told to Optuna as FAIL:
+  it ends normally, so Ray does not retry it (retries are for lost nodes).
+- A configuration proposed again is not trained again: samplers do propose the same
+  point twice (discrete steps, enqueued warm starts, NSGA-II's offspring), and a trial
+  costs a fine-tune. The repeat gets the stored result in its config (``REUSE``), which
+  the trainable reports at once; it is recorded with tag ``prunetune.reused_from``.
+"""
+
+from __future__ import annotations
+
+from ray.tune.search.optuna import OptunaSearch
+
+from orchestrator.space import REUSE
+from orchestrator.tracking import FINAL_METRICS
+
+# what a reused trial reports: the stored trial's final metrics and spec (its time is 0)
+REUSED = (*FINAL_METRICS, "epoch", "spec_json", "criterion", "criterion_scores", "baseline_macs", "baseline_params")
+
+
+def config_key(config: dict) -> tuple:
+    """A configuration as a key: its sampled values, rounded as the search space steps them."""
+    return tuple(sorted((k, round(v, 10) if isinstance(v, float) else v) for k, v in config.items() if k != REUSE))
+
+
+class PrunetuneOptunaSearch(OptunaSearch):
+    def suggest(self, trial_id: str):
+        config = super().suggest(trial_id)
+        if not isinstance(config, dict):
+            return config
+        key = config_key(config)
+        self._stored()[("trial", trial_id)] = key
+        stored = self._stored().get(key)
+        return {**config, REUSE: stored} if stored is not None else config
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if result and (result.get("trial_failed") or not result.get("final")):
+            result, error = None, True
+        key = self._stored().pop(("trial", trial_id), None)
+        if result and not error and not result.get("reused_from") and key is not None:
+            kept = {k: result[k] for k in REUSED if k in result}
+            self._stored()[key] = {**kept, "trial_seconds": 0.0, "reused_from": trial_id}
+        super().on_trial_complete(trial_id, result=result, error=error)
+
+    def _stored(self) -> dict:
+        """Final results by configuration, and each running trial's configuration under
+        ("trial", id) (a searcher restored from an older snapshot starts empty)."""
+        if not hasattr(self, "_results_by_config"):
+            self._results_by_config: dict[tuple, dict] = {}
+        return self._results_by_config
