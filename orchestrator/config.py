@@ -67,6 +67,13 @@ class BaselineSection(_Strict):
         return {}
 
 
+class ReevaluateSection(_Strict):
+    """search.reevaluate: the top configurations fine-tuned again over more data orders."""
+
+    top: int = Field(3, ge=1, le=10_000)  # configurations: the front's first, then the most accurate
+    seeds: int = Field(3, ge=2, le=1000)  # more fine-tunes of each, each over a data order of its own
+
+
 class SearchSection(_Strict):
     mode: Literal["front", "budget"] = "front"
     # what the front trades against accuracy and what budget mode targets; MACs and params
@@ -101,6 +108,7 @@ class SearchSection(_Strict):
     # a longer search runs as successive Tune runs over one Optuna study: Tune keeps every
     # trial of a run in the driver (tens of KB each), so this bounds the driver's memory
     trials_per_run: int = Field(500, ge=1, le=1_000_000)
+    reevaluate: ReevaluateSection | None = None  # fronts on means over data orders, not one lucky draw
     seed: int = Field(0, ge=0, le=2**31 - 1)
 
     @model_validator(mode="after")

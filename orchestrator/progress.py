@@ -37,12 +37,20 @@ def format_rows(rows: list[dict], limit: int | None = None) -> str:
     """A table of ranked rows; its ``run`` column (a run-id prefix) and its ``trial``
     column are both ids ``prunetune promote`` takes."""
     lat = has_latency(rows)  # a latency search: measured ms and ratio beside MACs
-    head = f"{'rank':>4}  {'val_acc':>8}  {'MACs (M)':>9}  {'ratio':>6}  {'params':>9}  "
+    sd = any("val_accuracy_std" in r for r in rows)  # search.reevaluate: val_acc is a mean, with its sd
+    head = (
+        f"{'rank':>4}  {'val_acc':>8}  "
+        + (f"{'sd':>6}  " if sd else "")
+        + f"{'MACs (M)':>9}  {'ratio':>6}  {'params':>9}  "
+    )
     head += f"{'lat (ms)':>9}  {'ratio':>6}  " if lat else ""
     lines = [head + f"{'run':<8}  trial"]
     for r in rows[:limit]:
         run = (r.get("run_id") or "-")[:8]
-        line = f"{r['rank']:>4}  {r['val_accuracy']:>8.4f}  {r['macs'] / 1e6:>9.2f}  {r['macs_ratio']:>6.3f}  {r['params']:>9}  "
+        line = f"{r['rank']:>4}  {r['val_accuracy']:>8.4f}  "
+        if sd:
+            line += f"{r['val_accuracy_std']:>6.4f}  " if "val_accuracy_std" in r else f"{'-':>6}  "
+        line += f"{r['macs'] / 1e6:>9.2f}  {r['macs_ratio']:>6.3f}  {r['params']:>9}  "
         if lat:
             ms = r.get("latency_ms")
             line += f"{'-' if ms is None else f'{ms:.3f}':>9}  {r.get('latency_ratio', float('nan')):>6.3f}  "

@@ -23,6 +23,7 @@ from orchestrator.baseline import Baseline, method_points, prepare_baseline
 from orchestrator.config import SearchConfig, dump_config
 from orchestrator.latency import latency_table, log_latency_model, resolve_round_to
 from orchestrator.progress import TrackingCallback
+from orchestrator.reevaluate import reevaluate
 from orchestrator.resume import check_new, check_resume, flat_config
 from orchestrator.screen import ScreenScheduler
 from orchestrator.searcher import PrunetuneOptunaSearch
@@ -232,9 +233,15 @@ def _record(cfg: SearchConfig, base: Baseline, resume: bool, say) -> tuple[Searc
     return record, callback
 
 
-def _trainable(cfg: SearchConfig, base: Baseline, var_map: dict, record: SearchRecord, resume: bool, table=None):
+def trainable_settings(cfg: SearchConfig, var_map: dict, table=None) -> dict:
+    """What every trial is run with (``orchestrator.trainable.trial_config`` reads it)."""
     settings = _settings(cfg, var_map)
     settings["latency_table"] = table.to_dict() if table is not None else None
+    return settings
+
+
+def _trainable(cfg: SearchConfig, base: Baseline, var_map: dict, record: SearchRecord, resume: bool, table=None):
+    settings = trainable_settings(cfg, var_map, table)
     if resume:  # trials MLflow holds as finished are replayed from the record, never trained again
         settings["recorded"] = {
             tid: {k: row[k] for k in ("val_accuracy", "macs", "macs_ratio", "params", *ROW_EXTRAS) if k in row}
@@ -356,6 +363,7 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
         smap = sensitivity_map(cfg, base, graph, say)
         log_sensitivity(record.client, record.parent_run_id, smap)
     trainable = _trainable(cfg, base, var_map, record, resume, table)
+    settings = trainable_settings(cfg, var_map, table)
     t0, started_at = time.perf_counter(), time.time()
     try:
         _tune_runs(cfg, resume, trainable, callback, lambda: _new_searcher(cfg, base, graph, var_map, smap), say)
@@ -364,6 +372,11 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
         raise SearchStopped() from None
     finally:
         callback.thaw()
+    if cfg.search.reevaluate:  # the top configurations over more data orders, Ray tasks
+        callback.drain(callback.drain_timeout)  # the writer's records are what is ranked
+        state = {k: v.detach().clone() for k, v in base.model.state_dict().items()}
+        scores = {k: v.tolist() for k, v in base.scores.items()} or None
+        reevaluate(cfg, record, settings, state, scores, say)
     return _finish(cfg, record, say, tune_seconds=time.perf_counter() - t0, tune_started_at=started_at)
 
 

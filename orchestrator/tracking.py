@@ -504,6 +504,11 @@ def _row(trial_id: str, run_id: str, m: dict) -> dict:
         "params": int(m.get("params", 0)),
     }
     row.update({k: float(m[k]) for k in ROW_EXTRAS if m.get(k) is not None})
+    if m.get("val_accuracy_mean") is not None:  # search.reevaluate: the front ranks on the mean
+        row["val_accuracy_search"] = row["val_accuracy"]
+        row["val_accuracy"] = float(m["val_accuracy_mean"])
+        row["val_accuracy_std"] = float(m.get("val_accuracy_std", 0.0))
+        row["reevaluations"] = int(m.get("reevaluations", 0))
     return row
 
 

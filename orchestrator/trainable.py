@@ -47,6 +47,31 @@ def node_timer(resource: str, settings: LatencySettings, nodes: list[str]):
     return timer
 
 
+def trial_config(s: dict, baseline_state, scores: dict | None, *, keep=None, timed_on: list | None = None):
+    """The ``TrialConfig`` the search's settings ``s`` make, for the keep ratios ``keep``
+    (budget mode scales them onto ``s['target']``)."""
+    latency = LatencySettings(**s["latency"]) if s["latency"] else None
+    resource = s.get("latency_node_resource")
+    return TrialConfig(
+        arch=s["arch"],
+        baseline=baseline_state,
+        data=DataConfig(**s["data"]),
+        keep=keep,
+        round_to=s["round_to"],
+        objective=s["objective"],
+        target=s["target"],
+        latency=latency,
+        timer=node_timer(resource, latency, timed_on if timed_on is not None else []) if latency and resource else None,
+        latency_table=s["latency_table"],
+        latency_tolerance=s["latency_tolerance"],
+        keep_min=s["keep_min"],
+        keep_max=s["keep_max"],
+        learned_scores=scores,
+        device=s["device"],
+        **s["trial"],
+    )
+
+
 def trainable(
     config: dict, baseline_state: dict | None = None, settings: dict | None = None, scores: dict | None = None
 ) -> None:
@@ -58,27 +83,9 @@ def trainable(
     if config.get(REUSE) is not None:  # the searcher proposed a configuration already trained
         tune.report({**config[REUSE], "final": 1})
         return
-    latency = LatencySettings(**s["latency"]) if s["latency"] else None
     timed_on: list[str] = []  # nodes latency was measured on (latency.node_resource)
-    resource = s.get("latency_node_resource")
-    tc = TrialConfig(
-        arch=s["arch"],
-        baseline=baseline_state,
-        data=DataConfig(**s["data"]),
-        keep=group_ratios(config, s["variables"]),
-        round_to=s["round_to"],
-        objective=s["objective"],
-        target=config.get(TARGET, s["target"]),  # front_targets: sampled per trial
-        latency=latency,
-        timer=node_timer(resource, latency, timed_on) if latency and resource else None,
-        latency_table=s["latency_table"],
-        latency_tolerance=s["latency_tolerance"],
-        keep_min=s["keep_min"],
-        keep_max=s["keep_max"],
-        learned_scores=scores,
-        device=s["device"],
-        **s["trial"],
-    )
+    tc = trial_config(s, baseline_state, scores, keep=group_ratios(config, s["variables"]), timed_on=timed_on)
+    tc.target = config.get(TARGET, s["target"])  # front_targets: sampled per trial
     trial_id = tune.get_context().get_trial_id()
 
     def report(metrics: dict) -> None:

@@ -201,7 +201,8 @@ def test_a_latency_budget_search_logs_measured_and_predicted_latency(tmp_path, m
 
 
 def test_front_targets_put_each_trial_at_its_sampled_macs(tmp_path, mlflow_server, ray_cluster):
-    _search(
+    """Also search.reevaluate: the top 2 configurations fine-tuned over 2 more data orders."""
+    done = _search(
         tmp_path,
         ray_cluster,
         _config(
@@ -209,10 +210,23 @@ def test_front_targets_put_each_trial_at_its_sampled_macs(tmp_path, mlflow_serve
             "it-targets",
             mlflow_server,
             ray_cluster["address"],
-            search={"front_targets": True, "num_trials": 4, "sampler": "random"},
+            search={"front_targets": True, "num_trials": 4, "sampler": "random", "reevaluate": {"top": 2, "seeds": 2}},
         ),
     )
-    _, parents, children = _runs(mlflow_server, "it-targets")
+    client, parents, children = _runs(mlflow_server, "it-targets")
+    again = [c for c in children if "reevaluations" in c.data.metrics]
+    assert len(again) == 2 and "reevaluate: the top 2 configurations" in done.stdout
+    for c in again:
+        history = client.get_metric_history(c.info.run_id, "val_accuracy_reeval")
+        assert sorted(m.step for m in history) == [0, 1]
+        values = [m.value for m in history]
+        assert c.data.metrics["val_accuracy_mean"] == pytest.approx(sum(values) / 2)
+    front = json.loads(
+        Path(client.download_artifacts(parents[0].info.run_id, "pareto/front.json", str(tmp_path))).read_text()
+    )
+    by_run = {t["run_id"]: t for t in front["trials"]}
+    for c in again:  # the front ranks them on their means
+        assert by_run[c.info.run_id]["val_accuracy"] == pytest.approx(c.data.metrics["val_accuracy_mean"])
     assert len(children) == 4
     targets = [float(c.data.params["macs_target"]) for c in children]
     assert len(set(targets)) > 2  # the two warm starts' own MACs, then sampled ones

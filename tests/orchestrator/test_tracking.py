@@ -10,6 +10,7 @@ from collections import Counter
 from types import SimpleNamespace
 
 import pytest
+from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from orchestrator.pareto import hypervolume, pareto_front
@@ -335,3 +336,32 @@ def test_promote_picks_the_best_front_point_under_a_measured_latency_ratio(tmp_p
     assert resolve_trial_run(client, "exp", 0.55, 0.6).info.run_id == record.children["fastest"]  # both limits hold
     with pytest.raises(UserError, match="no front point with latency_ratio <= 0.2"):
         resolve_trial_run(client, "exp", None, 0.2)
+
+
+def test_a_reevaluated_configuration_is_ranked_on_its_mean_and_shown_with_its_spread(store):
+    """search.reevaluate: a lucky single fine-tune (0.97) re-evaluated at 0.90 +- 0.01 falls
+    behind a configuration that costs as much and held 0.95."""
+    from orchestrator.progress import format_rows
+    from orchestrator.reevaluate import picks
+
+    uri, record = store
+    record.log_final("lucky", {"stage0": 0.5}, _result(0.97, 4 * 10**7))
+    record.log_final("steady", {"stage0": 0.6}, _result(0.95, 4 * 10**7))
+    record.log_final("small", {"stage0": 0.3}, _result(0.80, 10**7))
+    assert [r["trial"] for r in picks(record.rows(), 2)] == ["lucky", "small"]  # the front, most accurate first
+    MlflowClient(uri).log_batch(
+        record.children["lucky"],
+        metrics=[
+            Metric("val_accuracy_mean", 0.90, 0, 0),
+            Metric("val_accuracy_std", 0.01, 0, 0),
+            Metric("reevaluations", 3.0, 0, 0),
+        ],
+    )
+    again = SearchRecord(uri, "exp", record.parent_run_id)
+    again.baseline = record.baseline
+    rows = {r["trial"]: r for r in again.rows()}
+    assert rows["lucky"]["val_accuracy"] == 0.90 and rows["lucky"]["val_accuracy_search"] == 0.97
+    assert rows["steady"]["pareto"] and not rows["lucky"]["pareto"]
+    assert "lucky" not in [r["trial"] for r in picks(again.rows(), 3)]  # never re-evaluated twice
+    table = format_rows(again.rows())
+    assert "sd" in table.splitlines()[0] and "0.0100" in table
