@@ -144,6 +144,7 @@ def run_trial(config: TrialConfig, report: Report | None = None) -> dict:
     ``TrialFailed``.
     """
     t0, started_at = time.perf_counter(), time.time()
+    _check(config)
     device = resolve_device(config.device)
     torch.manual_seed(config.finetune.seed)
     splits = load_train_val(config.data, device)
@@ -152,27 +153,73 @@ def run_trial(config: TrialConfig, report: Report | None = None) -> dict:
     info = ModelInfo(config.arch, splits.num_classes, splits.in_channels, side)
     model = _baseline_model(config, info)
     base = count_cost(model, shape)
-
     graph = build_graph(model, shape, config.arch)
-    spec = _target_spec(config, graph.groups)
-    if config.objective not in OBJECTIVES:
-        raise UserError(f"trial.objective '{config.objective}' is unknown: use one of {', '.join(OBJECTIVES)}")
     table = LatencyTable.from_dict(config.latency_table) if config.latency_table else None
     unpruned = copy.deepcopy(model) if config.latency else None  # timed beside the pruned network
-    if config.target is not None:
-        raw = config.keep if isinstance(config.keep, Mapping) else spec.ratios(graph.groups)
-        spec, _ = project_ratios(
-            graph,
-            raw,
-            keep_min=config.keep_min,
-            keep_max=config.keep_max,
-            round_to=config.round_to,
-            arch=config.arch,
-            num_classes=info.num_classes,
-            **_budget(config, graph, info, base, table, unpruned, shape),
+    spec = _spec(config, graph, info, base, table, unpruned, shape)
+    model, extra = _cut(config, model, graph, spec, splits, shape, device)
+    del graph
+    cost = count_cost(model, shape)
+    costs = {"macs": cost.macs, "macs_ratio": cost.macs / base.macs}
+    last = _train(config, model, splits, device, costs, extra, report)
+    result = {
+        **extra,
+        "val_accuracy": last["accuracy"],
+        "val_loss": last["loss"],
+        "epoch": last["epoch"],
+        **costs,
+        "params": cost.params,
+        "params_ratio": cost.params / base.params,
+        "baseline_macs": base.macs,
+        "baseline_params": base.params,
+        "spec": spec.to_dict(),
+        "trial_seconds": time.perf_counter() - t0,
+        "started_at": started_at,  # wall clock (s since the epoch)
+    }
+    if config.latency:
+        pruned, full = _time(config, [copy.deepcopy(model).cpu(), unpruned], shape)
+        result.update(
+            latency_ms=pruned.median_ms,
+            latency_spread_ms=pruned.spread_ms,
+            baseline_latency_ms=full.median_ms,
+            latency_ratio=pruned.median_ms / full.median_ms,
         )
+    if table is not None:
+        result["latency_pred_ms"] = table.predict(spec.channels)
+    result["state_dict"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return result
+
+
+def _check(config: TrialConfig) -> None:
+    """What can be refused before any work."""
+    if config.objective not in OBJECTIVES:
+        raise UserError(f"trial.objective '{config.objective}' is unknown: use one of {', '.join(OBJECTIVES)}")
     if config.evaluation not in EVALUATIONS:
         raise UserError(f"trial.evaluation '{config.evaluation}' is unknown: use one of {', '.join(EVALUATIONS)}")
+
+
+def _spec(config: TrialConfig, graph, info: ModelInfo, base, table, unpruned, shape) -> ChannelSpec:
+    """The counts to keep: as given, or (budget mode) scaled onto the objective's target."""
+    spec = _target_spec(config, graph.groups)
+    if config.target is None:
+        return spec
+    raw = config.keep if isinstance(config.keep, Mapping) else spec.ratios(graph.groups)
+    spec, _ = project_ratios(
+        graph,
+        raw,
+        keep_min=config.keep_min,
+        keep_max=config.keep_max,
+        round_to=config.round_to,
+        arch=config.arch,
+        num_classes=info.num_classes,
+        **_budget(config, graph, info, base, table, unpruned, shape),
+    )
+    return spec
+
+
+def _cut(config: TrialConfig, model: nn.Module, graph, spec: ChannelSpec, splits, shape, device):
+    """Cut ``model`` to ``spec`` by the criterion (``auto``: the one whose cut scores best
+    after adaptive BN); the pruned network and what the choice logs."""
     learned = {k: torch.as_tensor(v) for k, v in config.learned_scores.items()} if config.learned_scores else None
     criterion, extra = config.criterion, {}
     if criterion == "auto":
@@ -194,11 +241,14 @@ def run_trial(config: TrialConfig, report: Report | None = None) -> dict:
     if criterion == "taylor":
         batches = [(x.cpu(), y.cpu()) for x, y in islice(splits.train, config.taylor_batches)]
     apply_spec(graph, spec, criterion, batches=batches, seed=config.finetune.seed, learned=learned)
-    model = copy.deepcopy(model)  # drop the graph's hooks and references before training
-    del graph
-    cost = count_cost(model, shape)
+    return copy.deepcopy(model), extra  # the copy drops the graph's hooks and references
 
-    last: dict = {}  # the latest epoch's evaluation is the trial's final one
+
+def _train(config: TrialConfig, model: nn.Module, splits, device, costs: dict, extra: dict, report) -> dict:
+    """Recalibrate BN, fine-tune (or only recalibrate: EagleEye), evaluate on val after
+    each epoch; the last evaluation (accuracy, loss, epoch). ``report`` hears each epoch,
+    and the adaptive-BN score first as epoch 0 with ``config.screen``."""
+    last: dict = {}
 
     def on_epoch(epoch: int, train_loss: float) -> None:
         if config.adaptive_bn_batches:
@@ -212,8 +262,7 @@ def run_trial(config: TrialConfig, report: Report | None = None) -> dict:
                     "train_loss": train_loss,
                     "val_accuracy": m["accuracy"],
                     "val_loss": m["loss"],
-                    "macs": cost.macs,
-                    "macs_ratio": cost.macs / base.macs,
+                    **costs,
                 }
             )
 
@@ -221,49 +270,14 @@ def run_trial(config: TrialConfig, report: Report | None = None) -> dict:
         recalibrate_bn(model, splits.train, config.adaptive_bn_batches, device)  # 0: as cut
         m = _finite(evaluate(model, splits.val, device), "adaptive-BN evaluation")
         last.update(m, epoch=0)
-    else:
-        if config.adaptive_bn_batches:
-            recalibrate_bn(model, splits.train, config.adaptive_bn_batches, device)
-        if config.screen and report is not None:  # a scheduler may stop the trial on this score
-            m = _finite(evaluate(model, splits.val, device), "adaptive-BN evaluation")
-            report(
-                {
-                    "epoch": 0,
-                    "fidelity": 0,
-                    "val_accuracy": m["accuracy"],
-                    "val_loss": m["loss"],
-                    "macs": cost.macs,
-                    "macs_ratio": cost.macs / base.macs,
-                }
-            )
-        reg = make_regularizer(config.regularizer, **dict(config.regularizer_options))
-        finetune(model, splits.train, config.finetune, device, on_epoch, reg=reg)
-        if reg is not None and reg.history:
-            extra["regularizer_history"] = reg.history
-    result = {
-        **extra,
-        "val_accuracy": last["accuracy"],
-        "val_loss": last["loss"],
-        "epoch": last["epoch"],
-        "macs": cost.macs,
-        "params": cost.params,
-        "macs_ratio": cost.macs / base.macs,
-        "params_ratio": cost.params / base.params,
-        "baseline_macs": base.macs,
-        "baseline_params": base.params,
-        "spec": spec.to_dict(),
-        "trial_seconds": time.perf_counter() - t0,
-        "started_at": started_at,  # wall clock (s since the epoch)
-    }
-    if config.latency:
-        pruned, full = _time(config, [copy.deepcopy(model).cpu(), unpruned], shape)
-        result.update(
-            latency_ms=pruned.median_ms,
-            latency_spread_ms=pruned.spread_ms,
-            baseline_latency_ms=full.median_ms,
-            latency_ratio=pruned.median_ms / full.median_ms,
-        )
-    if table is not None:
-        result["latency_pred_ms"] = table.predict(spec.channels)
-    result["state_dict"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    return result
+        return last
+    if config.adaptive_bn_batches:
+        recalibrate_bn(model, splits.train, config.adaptive_bn_batches, device)
+    if config.screen and report is not None:  # a scheduler may stop the trial on this score
+        m = _finite(evaluate(model, splits.val, device), "adaptive-BN evaluation")
+        report({"epoch": 0, "fidelity": 0, "val_accuracy": m["accuracy"], "val_loss": m["loss"], **costs})
+    reg = make_regularizer(config.regularizer, **dict(config.regularizer_options))
+    finetune(model, splits.train, config.finetune, device, on_epoch, reg=reg)
+    if reg is not None and reg.history:
+        extra["regularizer_history"] = reg.history
+    return last
