@@ -178,7 +178,14 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--trials", type=int, default=N, help="brief fine-tunes per search")
     ap.add_argument("--smoke", action="store_true", help="one seed, one target, 2 trials; publishes nothing")
+    ap.add_argument("--report", action="store_true", help="publish what a run cut short saved (its full cells)")
     args = ap.parse_args()
+    if args.report:
+        results = json.loads((ROOT / "bench" / "results" / "latency_search.partial.json").read_text())
+        results["cells"] = {m: cells for m, cells in results["cells"].items() if len(cells) >= 2}
+        results["machine"] = machine()
+        publish("latency_search", results, table_md(results))
+        return
     N = 2 if args.smoke else args.trials
     MACS_TARGETS = MACS_TARGETS[:1] if args.smoke else MACS_TARGETS
     results = run(list(range(1 if args.smoke else args.seeds)))
