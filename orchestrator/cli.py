@@ -162,8 +162,16 @@ def _pareto(args: argparse.Namespace) -> int:
 
         plot = Path(args.plot)
         plot.parent.mkdir(parents=True, exist_ok=True)
-        writer = write_html if plot.suffix == ".html" else write_png
-        writer(rows, plot, f"{args.experiment}: {axis(objective).label} against val accuracy", baseline, objective)
+        title = f"{args.experiment}: {axis(objective).label} against val accuracy"
+        if plot.suffix == ".html":
+            from orchestrator.tracking import client_for, get_experiment, search_runs_of
+            from orchestrator.widths import front_widths
+
+            client = client_for(args.tracking_uri)
+            parent = search_runs_of(client, get_experiment(client, args.experiment).experiment_id)[0]
+            write_html(rows, plot, title, baseline, objective, front_widths(client, parent.info.run_id, rows))
+        else:
+            write_png(rows, plot, title, baseline, objective)
         print(f"plot written to {plot.resolve()}", file=sys.stderr)
     return 0
 

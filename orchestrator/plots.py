@@ -31,13 +31,39 @@ def _hover(r: dict) -> str:
 
 
 def write_html(
-    rows: list[dict], path: str | Path, title: str, baseline: dict | None = None, objective: str | None = None
+    rows: list[dict],
+    path: str | Path,
+    title: str,
+    baseline: dict | None = None,
+    objective: str | None = None,
+    widths: dict | None = None,
 ) -> Path:
+    """The front as an HTML page (plotly.js inside). With ``widths`` (``{"baseline": {group:
+    channels}, "points": {trial: {group: kept}}}``, see ``orchestrator.widths``) two more
+    views: the per-layer widths of the point under the pointer (hover or click) against
+    the baseline's and a uniform cut's, and the front points' width profiles side by side."""
     import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
 
     ax = axis(objective)
     front, rest = _split(rows, ax)
-    fig = go.Figure()
+    views = widths is not None and widths.get("points")
+    fig = (
+        make_subplots(
+            rows=3,
+            cols=1,
+            row_heights=[0.46, 0.24, 0.30],
+            vertical_spacing=0.09,
+            subplot_titles=(
+                title,
+                "per-layer widths of the point under the pointer (hover or click a point)",
+                "kept share per layer, front points by cost",
+            ),
+        )
+        if views
+        else go.Figure()
+    )
+    at = {"row": 1, "col": 1} if views else {}
     for name, pts, mode in (("trials", rest, "markers"), ("Pareto front", front, "lines+markers")):
         fig.add_trace(
             go.Scatter(
@@ -46,8 +72,10 @@ def write_html(
                 mode=mode,
                 name=name,
                 text=[_hover(r) for r in pts],
+                customdata=[r["trial"] for r in pts],
                 hovertemplate="%{text}<extra></extra>",
-            )
+            ),
+            **at,
         )
     if baseline:
         point = baseline_row(baseline)
@@ -58,12 +86,84 @@ def write_html(
                 mode="markers",
                 name="baseline",
                 marker={"symbol": "star", "size": 14},
-            )
+            ),
+            **at,
         )
-    fig.update_layout(title=title, xaxis_title=ax.x_label, yaxis_title="val_accuracy", template="plotly_white")
+    script = ""
+    if views:
+        script = _width_views(fig, go, front, widths)
+    else:
+        fig.update_layout(title=title)
+    fig.update_layout(template="plotly_white", height=1000 if views else None)
+    fig.update_xaxes(title_text=ax.x_label, **at)
+    fig.update_yaxes(title_text="val_accuracy", **at)
     path = Path(path)
-    fig.write_html(str(path), include_plotlyjs=True, full_html=True)
+    fig.write_html(str(path), include_plotlyjs=True, full_html=True, post_script=script or None)
     return path
+
+
+def _width_views(fig, go, front: list[dict], widths: dict) -> str:
+    """Add the width bars (row 2) and the profile heatmap (row 3); the page's script that
+    shows the hovered or clicked point's widths."""
+    import json
+
+    groups = list(widths["baseline"])
+    base = widths["baseline"]
+    points = {t: w for t, w in widths["points"].items() if w}
+    shown = [r for r in front if r["trial"] in points]
+    first = shown[0]["trial"] if shown else next(iter(points))
+    ratio = (shown[0].get("macs_ratio") if shown else None) or 1.0
+
+    def uniform(macs_ratio: float) -> list[float]:  # MACs of a conv chain scale with r^2
+        return [max(1, round(base[g] * macs_ratio**0.5)) for g in groups]
+
+    fig.add_trace(go.Bar(x=groups, y=[base[g] for g in groups], name="baseline", marker_color="#c8c8c8"), row=2, col=1)
+    fig.add_trace(
+        go.Bar(x=groups, y=uniform(ratio), name="uniform cut, same MACs", marker_color="#9ecae1"), row=2, col=1
+    )
+    bar = len(fig.data)
+    fig.add_trace(
+        go.Bar(
+            x=groups, y=[points[first].get(g, base[g]) for g in groups], name=f"trial {first}", marker_color="#1f77b4"
+        ),
+        row=2,
+        col=1,
+    )
+    fig.add_trace(
+        go.Heatmap(
+            z=[[points[r["trial"]].get(g, base[g]) / base[g] for r in shown] for g in groups],
+            x=[f"{r['trial']} ({r['macs_ratio']:.2f}x)" for r in shown],
+            y=groups,
+            zmin=0,
+            zmax=1,
+            colorscale="Blues",
+            colorbar={"title": "kept", "len": 0.28, "y": 0.14},
+            name="profiles",
+        ),
+        row=3,
+        col=1,
+    )
+    fig.update_layout(barmode="group", legend={"y": 1.0})
+    fig.update_yaxes(title_text="channels", row=2, col=1)
+    data = {
+        "groups": groups,
+        "points": points,
+        "macs": {r["trial"]: r.get("macs_ratio") for r in front},
+        "base": [base[g] for g in groups],
+    }
+    return (
+        "var gd = document.getElementById('{plot_id}');\n"
+        f"var W = {json.dumps(data)};\n"
+        "function show(p) {\n"
+        "  var t = p && p.customdata; var w = W.points[t]; if (!w) return;\n"
+        "  var r = W.macs[t] || 1;\n"
+        "  var uni = W.base.map(function (b) { return Math.max(1, Math.round(b * Math.sqrt(r))); });\n"
+        f"  Plotly.restyle(gd, {{y: [uni]}}, [{bar - 1}]);\n"
+        f"  Plotly.restyle(gd, {{y: [W.groups.map(function (g) {{ return w[g]; }})], name: ['trial ' + t]}}, [{bar}]);\n"
+        "}\n"
+        "gd.on('plotly_hover', function (ev) { show(ev.points[0]); });\n"
+        "gd.on('plotly_click', function (ev) { show(ev.points[0]); });\n"
+    )
 
 
 def write_png(

@@ -39,6 +39,7 @@ from orchestrator.space import (
 )
 from orchestrator.tracking import SearchRecord, log_sensitivity
 from orchestrator.trainable import trainable as trainable_fn
+from orchestrator.widths import log_groups
 from orchestrator.writer import Spill, replay_spill
 from trials.budget import MacsModel
 from trials.errors import UserError
@@ -355,6 +356,7 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
         table, check = latency_table(cfg, base, say)
         base.metrics["latency_ms"] = table.predict(table.sizes)  # the baseline's point of the front
     record, callback = _record(cfg, base, resume, say)
+    log_groups(record.client, record.parent_run_id, graph)  # the front page's width views
     if table is not None:
         log_latency_model(record.client, record.parent_run_id, table, check)
     cfg = resolve_round_to(cfg, base, say, record.client, record.parent_run_id)  # round_to: auto, measured

@@ -227,6 +227,7 @@ class SearchRecord:
         self._tagged: dict[str, bool] = {}  # run id -> the pareto tag last written
         self._retag: dict[str, bool] = {}  # run id -> pareto tag to write (pushed off the front)
         self._params_logged: set[str] = set()  # child runs whose params are written
+        self._specs: dict[str, str] = {}  # run id -> spec JSON, for the front page's width views
         self.front = Front()  # kept as trials finish: O(log front) per trial
         self._load_existing()
 
@@ -408,6 +409,7 @@ class SearchRecord:
         self._batch(run_id, params, metrics, tags)
         self._tagged[run_id] = on_front
         self.client.log_text(run_id, result["spec_json"], "spec.json")
+        self._specs[run_id] = result["spec_json"]
         if result.get("criterion_scores"):
             self.client.log_text(run_id, str(result["criterion_scores"]), "criterion_scores.json")
         self.client.set_terminated(run_id, "FINISHED")
@@ -467,9 +469,11 @@ class SearchRecord:
             (d / "front.csv").write_text(rows_to_csv(rows))
             if plots:
                 from orchestrator.plots import write_html, write_png  # plotly, matplotlib: only when drawing
+                from orchestrator.widths import front_widths
 
                 title = f"{self.experiment}: Pareto front of {self.axis.label} against val accuracy"
-                write_html(rows, d / "front.html", title, self.baseline, self.objective)
+                widths = front_widths(self.client, self.parent_run_id, rows, self._specs)
+                write_html(rows, d / "front.html", title, self.baseline, self.objective, widths)
                 write_png(rows, d / "front.png", title, self.baseline, self.objective)
                 self._last_plot = time.time()
             self.client.log_artifacts(self.parent_run_id, str(d), "pareto")
