@@ -12,6 +12,7 @@ import copy
 import json
 import re
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from itertools import islice
@@ -50,9 +51,10 @@ from trials.latency import (
 )
 from trials.prune import prune, rebuild
 from trials.spec import ChannelSpec
-from trials.train import FinetuneConfig, evaluate
+from trials.train import FinetuneConfig, evaluate, recalibrate_bn
 
 MODEL_META, MODEL_STATE = "prunetune/model.json", "prunetune/state_dict.pt"
+WARMUP_STEPS = 20  # promotion's learning-rate warm-up (linear), in optimizer steps
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,52 @@ def _download(client, run_id: str, path: str, dst: str) -> Path:
         raise UserError(f"run '{run_id}' has no artifact '{path}' ({exc})") from None
 
 
+def _live(live: dict | None, metrics: dict, epochs: int) -> None:
+    """Rank 0, after each epoch: the epoch's metrics logged to the promote run as they come
+    (the driver prints them from there, ``_follow``). MLflow out of reach costs the live
+    curve, never the promotion."""
+    if not live:
+        return
+    try:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(live["uri"])
+        if metrics["epoch"] in {m.step for m in client.get_metric_history(live["run_id"], "val_accuracy")}:
+            return  # an epoch trained again after a restart: its first record stands
+        now = int(time.time() * 1000)
+        client.log_batch(
+            live["run_id"],
+            metrics=[
+                Metric(k, float(metrics[k]), now, metrics["epoch"]) for k in ("train_loss", "val_accuracy", "val_loss")
+            ],
+        )
+    except Exception as exc:  # noqa: BLE001 - the final record writes the history again
+        print(f"promote epoch {metrics['epoch']}: not logged live ({type(exc).__name__})", flush=True)
+
+
+def _follow(client, run_id: str, epochs: int, say, stop, every: float = 2.0) -> None:
+    """The driver's side of the live curve: each epoch the workers log, printed once."""
+    shown: set[int] = set()
+    while True:
+        last = stop.wait(every)
+        try:
+            rows = {
+                k: {m.step: m.value for m in client.get_metric_history(run_id, k)}
+                for k in ("train_loss", "val_accuracy")
+            }
+        except Exception:  # noqa: BLE001 - the tracking store is away: the final record holds the curve
+            rows = {"train_loss": {}, "val_accuracy": {}}
+        for epoch in sorted(set(rows["val_accuracy"]) & set(rows["train_loss"]) - shown):
+            if epoch >= 1:
+                shown.add(epoch)
+                say(
+                    f"promote epoch {epoch}/{epochs}: train_loss {rows['train_loss'][epoch]:.4f}, "
+                    f"val_accuracy {rows['val_accuracy'][epoch]:.4f}"
+                )
+        if last:
+            return
+
+
 def _train_loop(config: dict) -> None:
     """Runs on every Ray Train worker: DDP fine-tuning with a checkpoint each epoch."""
     import ray.train
@@ -179,6 +227,7 @@ def _train_loop(config: dict) -> None:
         history.append({"epoch": epoch, "train_loss": loss, "val_accuracy": val["accuracy"], "val_loss": val["loss"]})
         metrics = history[-1]
         if rank == 0:
+            _live(config.get("live"), metrics, epochs)
             with tempfile.TemporaryDirectory() as d:
                 torch.save(
                     {
@@ -199,7 +248,7 @@ def _train_loop(config: dict) -> None:
 
 
 def _fine_tune(
-    cfg: SearchConfig, info: ModelInfo, spec: ChannelSpec, state: dict, opts: PromoteOptions, name: str
+    cfg: SearchConfig, info: ModelInfo, spec: ChannelSpec, state: dict, opts: PromoteOptions, name: str, live=None
 ) -> tuple[dict, list[dict]]:
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -212,6 +261,9 @@ def _fine_tune(
     ft = FinetuneConfig(
         **{**asdict(ft), "epochs": float(opts.epochs), "steps": None, "schedule": "cosine", "lr": opts.lr or ft.lr}
     )
+    # the full learning rate at once knocks a freshly cut network off what it kept: warm up
+    # linearly over the first WARMUP_STEPS optimizer steps
+    ft = replace(ft, warmup_steps=WARMUP_STEPS)
     # Full fine-tuning trains on the whole training split, even after a search on a share of it.
     data = replace(cfg.data_config(opts.batch_size or cfg.trial.batch_size), train_fraction=1.0)
     trainer = TorchTrainer(
@@ -222,6 +274,7 @@ def _fine_tune(
             "state": state,
             "finetune": asdict(ft),
             "data": asdict(data),
+            "live": live,
         },
         scaling_config=ScalingConfig(
             num_workers=opts.workers,
@@ -283,9 +336,20 @@ def promote(target: str, opts: PromoteOptions, tracking_uri: str | None = None, 
         seed=cfg.search.seed,
         learned=scores or None,
     )
+    recalibrate_bn(pruned, splits.train, cfg.trial.adaptive_bn_batches or 10, torch.device("cpu"))  # as trials do
     name = f"promote-{trial.info.run_id[:8]}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_id = _open_run(client, trial, info)  # at the start: the curves appear as they come
     say(f"promoting trial {trial.info.run_id} ({cfg.name}): {opts.epochs} epochs on {opts.workers} Ray Train workers")
-    state, history, resumes = _fine_tune(cfg, info, spec, pruned.state_dict(), opts, name)
+    say(f"promote run {run_id}: per-epoch metrics are logged there live")
+    live = {"uri": client.tracking_uri, "run_id": run_id}
+    stop = threading.Event()
+    follower = threading.Thread(target=_follow, args=(client, run_id, opts.epochs, say, stop), daemon=True)
+    follower.start()
+    try:
+        state, history, resumes = _fine_tune(cfg, info, spec, pruned.state_dict(), opts, name, live)
+    finally:
+        stop.set()
+        follower.join(timeout=10)
     if resumes:
         say(f"a worker was lost: training resumed from the checkpoint of epoch(s) {resumes}")
 
@@ -293,11 +357,15 @@ def promote(target: str, opts: PromoteOptions, tracking_uri: str | None = None, 
         rebuild(info.arch, spec, info.num_classes, info.in_channels, info.input_size), state, "the promoted checkpoint"
     ).eval()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    test = evaluate(model, load_test(cfg.data_config(), device), device)  # the only read of the test split
+    test_split = load_test(cfg.data_config(), device)  # the only read of the test split
+    test = evaluate(model, test_split, device)
+    base_test = evaluate(copy.deepcopy(baseline).to(device).eval(), test_split, device)
     cost, base_cost = count_cost(model.cpu(), shape), count_cost(baseline, shape)
     metrics = {
         "test_accuracy": test["accuracy"],
         "test_loss": test["loss"],
+        "baseline_test_accuracy": base_test["accuracy"],  # the drop at one glance
+        "trial_val_accuracy": float(trial.data.metrics.get("val_accuracy", float("nan"))),
         "val_accuracy": history[-1]["val_accuracy"],
         "macs": cost.macs,
         "params": cost.params,
@@ -308,12 +376,13 @@ def promote(target: str, opts: PromoteOptions, tracking_uri: str | None = None, 
     }
     onnx, parity = _onnx(model.cpu(), shape, say)
     metrics.update(parity)
-    run_id = _record(client, trial, cfg, info, spec, model.cpu(), metrics, history, opts, tracking_uri, onnx)
+    _record(client, run_id, trial, cfg, info, spec, model.cpu(), metrics, history, opts, tracking_uri, onnx)
     if resumes:
         client.set_tag(run_id, "prunetune.resumed_from_epochs", ",".join(map(str, resumes)))
     client.set_tag(run_id, "prunetune.latency_runtime", f"{deploy.key()}")
     say(
-        f"test_accuracy {metrics['test_accuracy']:.4f} at {metrics['macs_ratio']:.3f}x MACs; latency on "
+        f"test_accuracy {metrics['test_accuracy']:.4f} (baseline {metrics['baseline_test_accuracy']:.4f}) at "
+        f"{metrics['macs_ratio']:.3f}x MACs; latency on "
         f"{deploy.runtime} ({deploy.device}, batch {deploy.batch_size}) {metrics['latency_ms']:.3f} ms against the "
         f"baseline's {metrics['baseline_latency_ms']:.3f} ms: {metrics['latency_speedup']:.2f}x faster; "
         f"promote run {run_id}"
@@ -352,10 +421,7 @@ def _onnx(model: torch.nn.Module, shape: tuple, say) -> tuple[bytes | None, dict
     return exported, {"onnx_rel_error": error}
 
 
-def _record(client, trial, cfg, info, spec, model, metrics, history, opts, tracking_uri, onnx=None) -> str:
-    import mlflow
-    from mlflow.models import infer_signature
-
+def _open_run(client, trial, info) -> str:
     run = client.create_run(
         trial.info.experiment_id,
         run_name=f"promote-{trial.info.run_id[:8]}",
@@ -366,12 +432,23 @@ def _record(client, trial, cfg, info, spec, model, metrics, history, opts, track
             "prunetune.arch": info.arch,
         },
     )
-    run_id, now = run.info.run_id, int(time.time() * 1000)
+    return run.info.run_id
+
+
+def _record(client, run_id, trial, cfg, info, spec, model, metrics, history, opts, tracking_uri, onnx=None) -> str:
+    import mlflow
+    from mlflow.models import infer_signature
+
+    now = int(time.time() * 1000)
+    logged = {m.step for m in client.get_metric_history(run_id, "val_accuracy")}  # live, from the workers
     client.log_batch(
         run_id,
         metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()]
         + [
-            Metric(k, float(h[k]), now, h["epoch"]) for h in history for k in ("train_loss", "val_accuracy", "val_loss")
+            Metric(k, float(h[k]), now, h["epoch"])
+            for h in history
+            if h["epoch"] not in logged
+            for k in ("train_loss", "val_accuracy", "val_loss")
         ],
     )
     client.log_param(run_id, "epochs", opts.epochs)
