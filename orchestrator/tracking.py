@@ -228,6 +228,7 @@ class SearchRecord:
         self._retag: dict[str, bool] = {}  # run id -> pareto tag to write (pushed off the front)
         self._params_logged: set[str] = set()  # child runs whose params are written
         self._specs: dict[str, str] = {}  # run id -> spec JSON, for the front page's width views
+        self._groups: str | None = None  # the search's baseline/groups.json ("" when it has none)
         self.front = Front()  # kept as trials finish: O(log front) per trial
         self._load_existing()
 
@@ -469,10 +470,16 @@ class SearchRecord:
             (d / "front.csv").write_text(rows_to_csv(rows))
             if plots:
                 from orchestrator.plots import write_html, write_png  # plotly, matplotlib: only when drawing
-                from orchestrator.widths import front_widths
+                from orchestrator.widths import front_widths, read_groups
 
                 title = f"{self.experiment}: Pareto front of {self.axis.label} against val accuracy"
-                widths = front_widths(self.client, self.parent_run_id, rows, self._specs)
+                if self._groups is None:  # read once per record: the plots are redrawn every 30 s
+                    self._groups = read_groups(self.client, self.parent_run_id) or ""
+                widths = (
+                    front_widths(self.client, self.parent_run_id, rows, self._specs, self._groups)
+                    if self._groups
+                    else None
+                )
                 write_html(rows, d / "front.html", title, self.baseline, self.objective, widths)
                 write_png(rows, d / "front.png", title, self.baseline, self.objective)
                 self._last_plot = time.time()

@@ -16,6 +16,10 @@ def log_groups(client, run_id: str, graph) -> None:
     client.log_text(run_id, json.dumps({g.name: g.channels for g in graph.groups}), GROUPS_ARTIFACT)
 
 
+def read_groups(client, parent_run_id: str) -> str | None:
+    return _text(client, parent_run_id, GROUPS_ARTIFACT)
+
+
 def _text(client, run_id: str, path: str) -> str | None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -24,11 +28,13 @@ def _text(client, run_id: str, path: str) -> str | None:
         return None
 
 
-def front_widths(client, parent_run_id: str, rows: list[dict], specs: dict | None = None) -> dict | None:
+def front_widths(
+    client, parent_run_id: str, rows: list[dict], specs: dict | None = None, groups: str | None = None
+) -> dict | None:
     """``{"baseline": {group: channels}, "points": {trial: {group: kept}}}`` for the front
-    points of ``rows`` (``specs``: run id -> spec JSON already at hand); None when the
-    search logged no groups."""
-    groups = _text(client, parent_run_id, GROUPS_ARTIFACT)
+    points of ``rows`` (``specs``: run id -> spec JSON already at hand; ``groups``: the
+    search's groups JSON, when read already); None when the search logged no groups."""
+    groups = groups or read_groups(client, parent_run_id)
     if groups is None:
         return None
     points = {}

@@ -75,11 +75,13 @@ def test_a_trial_costs_the_same_few_calls_early_and_late_and_the_tags_mark_the_f
         per_trial.append(record.client.calls - before)
     # create_run, 2 batches, spec.json, end of run: the same five calls for the first
     # trial and the 40th; a tag only for a run pushed off the front (once per run at most);
-    # the front artifacts at most once per 10 s: nothing per trial grows with the search.
-    periodic = ("set_tag", "log_artifacts", "log_metric")
+    # the front artifacts at most once per 10 s (the page's groups read once per record):
+    # nothing per trial grows with the search.
+    periodic = ("set_tag", "log_artifacts", "log_metric", "download_artifacts")
     assert all(sum(c.values()) - sum(c[k] for k in periodic) == 5 for c in per_trial), per_trial
     assert record.client.calls["set_tag"] < len(points)
     assert record.client.calls["log_artifacts"] <= 3
+    assert record.client.calls["download_artifacts"] <= 1
     runs = _children(uri, record)
     front = {f"t{i}" for i in pareto_front(points)}
     assert {t for t, r in runs.items() if r.data.tags[PARETO] == "true"} == front
