@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -264,7 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help, description=help, formatter_class=_Help)
+        p = sub.add_parser(name, help=help, description=help, formatter_class=_Help)
+        p.add_argument("--verbose", action="store_true", help="show the libraries' INFO lines (MLflow, Optuna, Ray)")
+        return p
 
     p = command("inspect", "list the channel groups a search will vary")
     p.add_argument("arch", help="a registry name (resnet20, resnet56, mobilenet_v2, torchvision names, ...)")
@@ -373,12 +376,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+NOISY = ("mlflow", "alembic", "optuna", "ray", "ray.tune", "ray.train")  # their INFO lines at start-up
+
+
+def quiet(verbose: bool) -> None:
+    """Start-up noise (MLflow's database messages, Optuna's "a new study", Ray's INFO lines)
+    held back to warnings unless ``--verbose``; environment variables reach subprocesses."""
+    if verbose:
+        return
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow configures its logger
+    for name in NOISY:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # An unreachable tracking server is told in seconds, not after MLflow's minutes of retries.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # a "View run" line per trial run
     args = build_parser().parse_args(argv)
+    quiet(getattr(args, "verbose", False))
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

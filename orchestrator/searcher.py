@@ -16,7 +16,8 @@ from orchestrator.space import REUSE
 from orchestrator.tracking import FINAL_METRICS
 
 # what a reused trial reports: the stored trial's final metrics and spec (its time is 0)
-REUSED = (*FINAL_METRICS, "epoch", "spec_json", "criterion", "criterion_scores", "baseline_macs", "baseline_params")
+# (not criterion_scores: the searcher is snapshotted with the run, so what it keeps per trial stays small)
+REUSED = (*FINAL_METRICS, "epoch", "spec_json", "criterion", "baseline_macs", "baseline_params")
 
 
 def config_key(config: dict) -> tuple:

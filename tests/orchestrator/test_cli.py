@@ -138,3 +138,23 @@ def test_every_cli_argument_has_help_and_its_default_is_shown():
     assert "fine-tuning epochs (default: 30)" in promote
     assert "(default: the search's trial lr)" in promote  # a default said in words is not repeated
     assert "(default: None)" not in "".join(s.format_help() for s in subparsers.choices.values())
+
+
+def test_start_up_noise_is_held_back_unless_verbose(tmp_path):
+    """A first command on a new store: MLflow's database INFO lines only with --verbose."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cli = str(Path(sys.executable).parent / "prunetune")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_LOGGING_LEVEL"}  # as a new shell has it
+    outs = {}
+    for flag in ([], ["--verbose"]):
+        uri = f"sqlite:///{tmp_path}/m{len(flag)}.db"
+        done = subprocess.run(
+            [cli, "pareto", "none", "--tracking-uri", uri, *flag], capture_output=True, text=True, env=env
+        )
+        assert done.returncode == 2 and "experiment 'none' not found" in done.stderr
+        outs[bool(flag)] = done.stderr
+    assert "INFO mlflow" not in outs[False] and "INFO mlflow" in outs[True]
