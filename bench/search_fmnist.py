@@ -82,6 +82,7 @@ STAGE_METHODS = ("stage-tpe", "stage-screen")
 DEFAULT = "uniform"  # the reference every delta is taken to: what a search must beat
 CPU = torch.device("cpu")
 CACHE = ROOT / "runs" / "bench" / f"fmnist-{ARCH}-{SIZE}.pt"
+NAME = "search_fmnist"  # the seed files' prefix and the docs section
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
@@ -350,7 +351,7 @@ def run(seeds: list[int], say=print) -> dict:
 
 
 def _partial_path(seeds) -> Path:
-    return ROOT / "bench" / "results" / f"search_fmnist.seeds-{min(seeds)}-{max(seeds)}.json"
+    return ROOT / "bench" / "results" / f"{NAME}.seeds-{min(seeds)}-{max(seeds)}.json"
 
 
 def _save_partial(results: dict, seeds) -> None:
@@ -368,7 +369,7 @@ def merge() -> dict:
     """The seed files as one result (the calibration of the first file, the others' kept
     beside it)."""
     merged: dict = {"seeds": {}, "calibrations": []}
-    for p in sorted((ROOT / "bench" / "results").glob("search_fmnist.seeds-*.json")):
+    for p in sorted((ROOT / "bench" / "results").glob(f"{NAME}.seeds-*.json")):
         data = json.loads(p.read_text())
         for k, v in data.items():
             if k != "seeds":
@@ -378,14 +379,20 @@ def merge() -> dict:
     return merged
 
 
+def _flags() -> str:
+    return ("" if ARCH == "resnet20" else f" --arch {ARCH}") + (
+        "" if CUTS == (0.75, 0.9) else f" --cuts {' '.join(map(str, CUTS))}"
+    )
+
+
 def table(results: dict, default: str = DEFAULT) -> str:
     seeds = results["seeds"]
     n = len(seeds)
     methods = [m for m in METHODS + STAGE_METHODS if all(m in s[f"{c:.2f}"] for s in seeds.values() for c in CUTS)]
     lines = [
-        "## Search quality on Fashion-MNIST, at equal compute",
+        f"## Search quality on Fashion-MNIST, at equal compute ({ARCH})",
         "",
-        "`python -m bench.search_fmnist --seeds 5` (after `make fashion-mnist`). ResNet-20 on Fashion-MNIST at "
+        f"`python -m bench.search_fmnist --seeds 5{_flags()}` (after `make fashion-mnist`). {ARCH} on Fashion-MNIST at "
         f"{SIZE}x{SIZE}; one baseline ({BASELINE['epochs']} epochs on 27,000 training images; val "
         f"{100 * results['baseline_val']:.2f}%, test {100 * results['baseline_test']:.2f}%). Every method spends the "
         f"same compute per cut: {BUDGET} brief fine-tunes' worth (1 epoch over 5,400 images after adaptive BN; "
@@ -437,12 +444,23 @@ def table(results: dict, default: str = DEFAULT) -> str:
     return "\n".join(lines)
 
 
+def _setting(arch: str, cuts: tuple[float, ...]) -> None:
+    """Point the module at another network and cuts (its own cache, seed files and section)."""
+    global ARCH, CUTS, CACHE, NAME
+    ARCH, CUTS = arch, cuts
+    CACHE = ROOT / "runs" / "bench" / f"fmnist-{ARCH}-{SIZE}.pt"
+    NAME = "search_fmnist" if arch == "resnet20" else f"search_fmnist_{arch}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--seed-range", type=int, nargs=2, metavar=("FIRST", "LAST"))
     parser.add_argument("--report", action="store_true", help="merge the seed files in bench/results and publish")
+    parser.add_argument("--arch", default=ARCH, help=f"the network (default {ARCH}; resnet56 is the deeper setting)")
+    parser.add_argument("--cuts", type=float, nargs="+", default=list(CUTS), help=f"MACs cuts (default {CUTS})")
     args = parser.parse_args()
+    _setting(args.arch, tuple(args.cuts))
     if not args.report:
         seeds = list(range(args.seed_range[0], args.seed_range[1] + 1)) if args.seed_range else list(range(args.seeds))
         results = run(seeds)
@@ -452,8 +470,8 @@ def main() -> None:
             return
     results = merge()
     if not results["seeds"]:
-        raise SystemExit("no results in bench/results/search_fmnist.seeds-*.json")
-    publish("search_fmnist", results, table(results))
+        raise SystemExit(f"no results in bench/results/{NAME}.seeds-*.json")
+    publish(NAME, results, table(results))
 
 
 if __name__ == "__main__":

@@ -145,8 +145,9 @@ def _prune(args: argparse.Namespace) -> int:
 
 def _pareto(args: argparse.Namespace) -> int:
     from orchestrator.axis import axis
+    from orchestrator.front_table import rows_to_csv
     from orchestrator.progress import format_rows
-    from orchestrator.tracking import read_search, rows_to_csv
+    from orchestrator.readback import read_search
 
     rows, baseline, objective = read_search(args.tracking_uri, args.experiment, say=lambda t: print(t, file=sys.stderr))
     front = rows if args.all else [r for r in rows if r["pareto"]]

@@ -26,9 +26,10 @@ from ray.tune import Callback
 
 from orchestrator import faults
 from orchestrator.axis import ROW_EXTRAS, axis, baseline_cost, has_latency
+from orchestrator.front_table import BASELINE_KEYS
 from orchestrator.pareto import Front
 from orchestrator.space import REUSE
-from orchestrator.tracking import BASELINE_KEYS, SearchRecord
+from orchestrator.tracking import SearchRecord
 from orchestrator.writer import BufferedWriter, Spill
 from trials.train import duration
 

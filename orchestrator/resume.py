@@ -5,7 +5,8 @@ baseline is trained or cluster joined."""
 from __future__ import annotations
 
 from orchestrator.config import SearchConfig
-from orchestrator.tracking import param_value, stored_config, stored_search
+from orchestrator.readback import stored_config, stored_search
+from orchestrator.tracking import param_value
 from trials.errors import UserError
 
 

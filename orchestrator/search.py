@@ -27,7 +27,7 @@ from orchestrator.reevaluate import reevaluate
 from orchestrator.resume import check_new, check_resume, flat_config
 from orchestrator.screen import ScreenScheduler
 from orchestrator.searcher import PrunetuneOptunaSearch
-from orchestrator.sensitivity import sensitivity_map
+from orchestrator.sensitivity import log_sensitivity, sensitivity_map
 from orchestrator.space import (
     TARGET,
     distributions,
@@ -37,7 +37,7 @@ from orchestrator.space import (
     variables,
     warm_start_points,
 )
-from orchestrator.tracking import SearchRecord, log_sensitivity
+from orchestrator.tracking import SearchRecord
 from orchestrator.trainable import trainable as trainable_fn
 from orchestrator.widths import log_groups
 from orchestrator.writer import Spill, replay_spill

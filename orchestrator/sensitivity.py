@@ -7,9 +7,16 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestrator.baseline import Baseline
 from orchestrator.config import SearchConfig
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
 from trials.sensitivity import SensitivityMap, base_score, group_curve, keep_levels
 
 
@@ -73,3 +80,20 @@ def _run(cfg: SearchConfig, info, state, jobs, levels, data, kw) -> list[list[fl
     ref = ray.put(state)
     futures = [task.remote(info.arch, info, ref, n, c, levels, data, device=device, **kw) for n, c in jobs]
     return ray.get(futures)
+
+
+SENSITIVITY_DIR = "sensitivity"  # a run's sensitivity map: map.json, table.json, heatmap.png
+
+
+def log_sensitivity(client: MlflowClient, run_id: str, smap) -> None:
+    """A sensitivity map on ``run_id``: the document (``map.json``, which ``SensitivityMap``
+    reads back), a table (per group, the monotone score at each keep ratio) and a heatmap."""
+    from orchestrator.plots import write_sensitivity_png
+
+    if any(a.path.endswith("map.json") for a in client.list_artifacts(run_id, SENSITIVITY_DIR)):
+        return
+    client.log_text(run_id, json.dumps(smap.to_dict(), indent=1), f"{SENSITIVITY_DIR}/map.json")
+    client.log_text(run_id, json.dumps(smap.table()), f"{SENSITIVITY_DIR}/table.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        png = write_sensitivity_png(list(smap.levels), smap.scores, smap.base, Path(tmp) / "heatmap.png")
+        client.log_artifact(run_id, str(png), SENSITIVITY_DIR)

@@ -7,8 +7,6 @@ resumed search finds its existing child runs instead of creating new ones.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import os
@@ -20,8 +18,9 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from orchestrator.axis import BASELINE_ROW, ROW_EXTRAS, Axis, axis, baseline_row, has_latency
-from orchestrator.pareto import Front, hypervolume, pareto_ranks
+from orchestrator.axis import BASELINE_ROW, Axis, axis, baseline_row
+from orchestrator.front_table import BASELINE_KEYS, front_rows, rows_to_csv, summary, trial_row
+from orchestrator.pareto import Front, hypervolume
 from trials.errors import UserError, first_line
 
 DEFAULT_URI = "sqlite:///mlflow.db"
@@ -43,8 +42,6 @@ FINAL_METRICS = (
     "latency_ratio",
     "latency_pred_ms",
 )
-COLUMNS = ("trial", "run_id", "val_accuracy", "macs", "macs_ratio", "params", "rank", "pareto")
-LATENCY_COLUMNS = ("latency_ms", "latency_ratio")  # in a front's csv when its trials measured latency
 OBJECTIVE_PARAM = "search.objective"  # the search run's param naming the front's cost axis
 
 
@@ -81,30 +78,6 @@ def _chunks(items: list, n: int = 100):
         yield items[i : i + n]
 
 
-def front_rows(trials: list[dict], baseline: dict | None = None, objective: str | None = None) -> list[dict]:
-    """Rank finished trials on (val_accuracy, the objective's cost), with the unpruned
-    baseline as one more point when given (it is on every front at 1.0x cost unless a
-    trial beats it at no more cost): a trial below the baseline at its cost is no result.
-    Trials without the cost (no latency measured) are left out. Each row gets ``rank``
-    and ``pareto``."""
-    ax = axis(objective)
-    if baseline and baseline.get("macs"):
-        trials = [*trials, baseline_row(baseline)]
-    trials = [t for t in trials if t.get(ax.key) is not None]
-    ranks = pareto_ranks([(t["val_accuracy"], t[ax.key]) for t in trials])
-    rows = [{**t, "rank": r, "pareto": r == 0} for t, r in zip(trials, ranks)]
-    return sorted(rows, key=lambda r: (r["rank"], r[ax.key]))
-
-
-def rows_to_csv(rows: list[dict]) -> str:
-    buf = io.StringIO()
-    fields = COLUMNS + (LATENCY_COLUMNS if has_latency(rows) else ())
-    writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
-
-
 def param_value(value) -> str:
     """A config value as the search's parent run stores it (MLflow caps a param at 6,000 characters)."""
     return str(value)[:6000]
@@ -135,47 +108,6 @@ def search_runs_of(client: MlflowClient, exp_id: str) -> list:
 NOTE = "mlflow.note.content"  # a run's description in the MLflow UI
 
 
-def _ms(value) -> str:
-    return "-" if value is None else f"{value:.3f}"
-
-
-def summary(exp_id: str, rows: list[dict], baseline: dict | None, status: str, objective: str | None = None) -> str:
-    """The search run's description: the front as a table with links to its trial runs."""
-    ax = axis(objective)
-    front = [r for r in rows if r["pareto"]]
-    done = sum(not r.get("baseline") for r in rows)
-    lines = [
-        f"**prunetune search** ({status.lower()}): {done} finished trials, "
-        f"{len(front)} on the Pareto front of val_accuracy against {ax.label}."
-    ]
-    lat = has_latency(rows)
-    if baseline:
-        at = f" and {baseline['latency_ms']:.3f} ms" if baseline.get("latency_ms") is not None else ""
-        lines.append(
-            f"Baseline: val_accuracy {baseline['val_accuracy']:.4f} at {baseline['macs'] / 1e6:.2f} M MACs{at}."
-        )
-    head, align = "| val_accuracy | MACs (M) | macs_ratio |", "| ---: | ---: | ---: |"
-    if lat:
-        head, align = head + " latency (ms) | latency_ratio |", align + " ---: | ---: |"
-    lines += ["", head + " trial run |", align + " --- |"]
-    for r in front:
-        link = (
-            "the baseline (unpruned)"
-            if r.get("baseline")
-            else f"[{r['trial']}](#/experiments/{exp_id}/runs/{r['run_id']})"
-        )
-        cells = f"| {r['val_accuracy']:.4f} | {r['macs'] / 1e6:.2f} | {r['macs_ratio']:.3f} |"
-        if lat:
-            cells += f" {_ms(r.get('latency_ms'))} | {r.get('latency_ratio', float('nan')):.3f} |"
-        lines.append(f"{cells} {link} |")
-    lines += [
-        "",
-        "The front's plots are under Artifacts, `pareto/front.html` and `pareto/front.png`. "
-        "Runs table filter for the front: `tags.prunetune.pareto = 'true'`.",
-    ]
-    return "\n".join(lines)
-
-
 def trial_param(value) -> str:
     """A sampled value as the search space defines it: 0.6, not 0.6000000000000001."""
     return repr(round(value, 10)) if isinstance(value, float) else str(value)
@@ -197,20 +129,6 @@ def _stored_search(client: MlflowClient, exp_id: str, storage: str):
     Compared in Python, not in the filter, so a storage path with a quote in it works."""
     runs = [r for r in search_runs_of(client, exp_id) if r.data.tags.get(STORAGE) == storage]
     return runs[0] if runs else None
-
-
-def stored_search(uri: str | None, experiment: str, storage: str):
-    """The search run MLflow holds for (experiment, storage), or None."""
-    client = client_for(uri)
-    exp = get_experiment(client, experiment)
-    return _stored_search(client, exp.experiment_id, storage) if exp else None
-
-
-def stored_config(uri: str | None, experiment: str, storage: str) -> dict[str, str] | None:
-    """The flattened config a search stored at ``storage`` was started with (its parent
-    run's params), or None when MLflow holds no such search."""
-    found = stored_search(uri, experiment, storage)
-    return dict(found.data.params) if found else None
 
 
 class SearchRecord:
@@ -273,7 +191,7 @@ class SearchRecord:
                 self._tagged[child.info.run_id] = child.data.tags[PARETO] == "true"
             m = child.data.metrics
             if child.info.status == "FINISHED" and "val_accuracy" in m and "macs" in m:
-                self.finished[tid] = row = _row(tid, child.info.run_id, m)
+                self.finished[tid] = row = trial_row(tid, child.info.run_id, m)
                 if row.get(key) is not None:
                     self.front.add(child.info.run_id, row["val_accuracy"], row[key])
 
@@ -397,7 +315,7 @@ class SearchRecord:
         run_id = self.child(trial_id)
         now, step = int(time.time() * 1000), int(result.get("epoch", 0))
         metrics = [Metric(k, float(result[k]), now, step) for k in FINAL_METRICS if k in result]
-        self.finished[trial_id] = row = _row(trial_id, run_id, result)
+        self.finished[trial_id] = row = trial_row(trial_id, run_id, result)
         cost = row.get(self.axis.key)
         on_front, gone = self.front.add(run_id, row["val_accuracy"], cost) if cost is not None else (False, [])
         self._retag.update(dict.fromkeys((g for g in gone if g != BASELINE_ROW), False))
@@ -503,88 +421,3 @@ def run_with_role(client: MlflowClient, run_id: str, role: str):
     if run.data.tags.get(ROLE) != role:
         raise UserError(f"run '{run_id}' is not a prunetune {role} run (tag {ROLE}={run.data.tags.get(ROLE)!r})")
     return run
-
-
-def _row(trial_id: str, run_id: str, m: dict) -> dict:
-    row = {
-        "trial": trial_id,
-        "run_id": run_id,
-        "val_accuracy": float(m["val_accuracy"]),
-        "macs": int(m["macs"]),
-        "macs_ratio": float(m.get("macs_ratio", float("nan"))),
-        "params": int(m.get("params", 0)),
-    }
-    row.update({k: float(m[k]) for k in ROW_EXTRAS if m.get(k) is not None})
-    if m.get("val_accuracy_mean") is not None:  # search.reevaluate: the front ranks on the mean
-        row["val_accuracy_search"] = row["val_accuracy"]
-        row["val_accuracy"] = float(m["val_accuracy_mean"])
-        row["val_accuracy_std"] = float(m.get("val_accuracy_std", 0.0))
-        row["reevaluations"] = int(m.get("reevaluations", 0))
-    return row
-
-
-BASELINE_KEYS = ("val_accuracy", "macs", "params", "latency_ms")  # the baseline's point of a front
-
-
-def read_front(uri: str | None, experiment: str, say=None) -> tuple[list[dict], dict | None]:
-    """Rows of the latest search of ``experiment``, ranked, read only from MLflow
-    (``say`` is told which search that is when the experiment holds several)."""
-    rows, baseline, _ = read_search(uri, experiment, say)
-    return rows, baseline
-
-
-def read_search(uri: str | None, experiment: str, say=None) -> tuple[list[dict], dict | None, str]:
-    """As ``read_front``, with the search's objective (what its front ranks cost on)."""
-    client = client_for(uri)
-    exp = get_experiment(client, experiment)
-    if exp is None:
-        raise UserError(f"experiment '{experiment}' not found in the MLflow store {resolve_uri(uri)}")
-    parents = search_runs_of(client, exp.experiment_id)
-    if not parents:
-        raise UserError(f"experiment '{experiment}' holds no prunetune search run")
-    parent = parents[0]
-    if len(parents) > 1 and say is not None:
-        say(
-            f"experiment '{experiment}' holds {len(parents)} searches; this is the latest, "
-            f"{parent.info.run_name} (run {parent.info.run_id}, storage {parent.data.tags.get(STORAGE)})"
-        )
-    children = search_all(
-        client,
-        [exp.experiment_id],
-        f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' and attributes.status = 'FINISHED'",
-    )
-    trials = [
-        _row(c.data.tags.get(TRIAL_ID, c.info.run_id), c.info.run_id, c.data.metrics)
-        for c in children
-        if "val_accuracy" in c.data.metrics and "macs" in c.data.metrics
-    ]
-    pm = parent.data.metrics
-    baseline = (
-        {
-            "val_accuracy": pm["baseline_val_accuracy"],
-            "macs": pm["baseline_macs"],
-            "params": pm.get("baseline_params", 0),
-            "latency_ms": pm.get("baseline_latency_ms"),
-        }
-        if "baseline_val_accuracy" in pm
-        else None
-    )
-    objective = parent.data.params.get(OBJECTIVE_PARAM, "macs")
-    return front_rows(trials, baseline, objective), baseline, objective
-
-
-SENSITIVITY_DIR = "sensitivity"  # a run's sensitivity map: map.json, table.json, heatmap.png
-
-
-def log_sensitivity(client: MlflowClient, run_id: str, smap) -> None:
-    """A sensitivity map on ``run_id``: the document (``map.json``, which ``SensitivityMap``
-    reads back), a table (per group, the monotone score at each keep ratio) and a heatmap."""
-    from orchestrator.plots import write_sensitivity_png
-
-    if any(a.path.endswith("map.json") for a in client.list_artifacts(run_id, SENSITIVITY_DIR)):
-        return
-    client.log_text(run_id, json.dumps(smap.to_dict(), indent=1), f"{SENSITIVITY_DIR}/map.json")
-    client.log_text(run_id, json.dumps(smap.table()), f"{SENSITIVITY_DIR}/table.json")
-    with tempfile.TemporaryDirectory() as tmp:
-        png = write_sensitivity_png(list(smap.levels), smap.scores, smap.base, Path(tmp) / "heatmap.png")
-        client.log_artifact(run_id, str(png), SENSITIVITY_DIR)

@@ -13,6 +13,7 @@ import pytest
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
+from orchestrator import front_table, readback
 from orchestrator.pareto import hypervolume, pareto_front
 from orchestrator.progress import TrackingCallback
 from orchestrator.tracking import PARETO, SearchRecord
@@ -177,20 +178,19 @@ def test_every_page_of_runs_is_read_past_the_page_size(store, monkeypatch):
     monkeypatch.setattr(tracking, "PAGE_SIZE", 2)  # 7 trials: four pages
     again = SearchRecord(uri, "exp", record.parent_run_id)
     assert sorted(again.finished) == [f"t{i}" for i in range(7)]
-    rows, baseline = tracking.read_front(uri, "exp")
+    rows, baseline = readback.read_front(uri, "exp")
     assert len(rows) == 8 and baseline["macs"] == 1e8  # 7 trials and the baseline
-    assert tracking.stored_search(
+    assert readback.stored_search(
         uri, "exp", record.client.get_run(record.parent_run_id).data.tags["prunetune.storage"]
     )
 
 
 def test_a_storage_path_with_a_quote_finds_its_search(tmp_path):
-    import orchestrator.tracking as tracking
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     storage = str(tmp_path / 'it\'s "here"')
     record = SearchRecord.open(uri, "exp", storage, resume=False)
-    assert tracking.stored_search(uri, "exp", storage).info.run_id == record.parent_run_id
+    assert readback.stored_search(uri, "exp", storage).info.run_id == record.parent_run_id
     assert SearchRecord.open(uri, "exp", storage, resume=True).parent_run_id == record.parent_run_id
 
 
@@ -299,13 +299,13 @@ def test_a_latency_search_ranks_its_front_on_measured_latency_and_shows_it_besid
     on_front = {r["trial"] for r in record.rows() if r["pareto"]}
     assert on_front == {"fast", "fastest", "baseline"}  # on MACs, few_macs would dominate fast
 
-    rows, baseline, objective = tracking.read_search(uri, "exp")
+    rows, baseline, objective = readback.read_search(uri, "exp")
     assert objective == "latency" and baseline["latency_ms"] == 4.0
     assert {r["trial"] for r in rows if r["pareto"]} == on_front
     assert [r["latency_ratio"] for r in rows if r["pareto"]] == [0.3, 0.5, 1.0]
     table = format_rows(rows)
     assert "lat (ms)" in table.splitlines()[0] and "2.000" in table and "1.200" in table
-    assert tracking.rows_to_csv(rows).splitlines()[0].endswith("latency_ms,latency_ratio")
+    assert front_table.rows_to_csv(rows).splitlines()[0].endswith("latency_ms,latency_ratio")
     note = MlflowClient(uri).get_run(record.parent_run_id).data.tags[tracking.NOTE]
     assert "against latency" in note and "latency (ms)" in note and "4.000 ms" in note
     assert MlflowClient(uri).get_run(record.parent_run_id).data.metrics["front_hypervolume"] == pytest.approx(
@@ -313,7 +313,7 @@ def test_a_latency_search_ranks_its_front_on_measured_latency_and_shows_it_besid
     )
     write_png(rows, tmp_path / "front.png", "t", baseline, objective)
     assert (tmp_path / "front.png").stat().st_size > 1000
-    macs_rows = tracking.front_rows([r for r in rows if not r.get("baseline")], baseline, "macs")
+    macs_rows = front_table.front_rows([r for r in rows if not r.get("baseline")], baseline, "macs")
     assert {r["trial"] for r in macs_rows if r["pareto"]} == {"few_macs", "baseline"}  # it dominates both on MACs
 
 
