@@ -77,6 +77,7 @@ KEEP_MIN, KEEP_MAX, KEEP_STEP = 0.1, 1.0, 0.05
 BUDGET = 12  # brief fine-tunes' worth of trial-seconds per method and cut
 TOP = 3  # fine-tunes after screening
 SENS_LEVELS, SENS_VAL_BATCHES = 4, 16  # 16 batches of 512: the whole val split scores each cut
+ONLY: set[str] = set()  # --methods: run only these (empty: all)
 METHODS = ("uniform", "adapruner", "sensitivity", "random", "eagleeye", "tpe+sens", "screened")
 STAGE_METHODS = ("stage-tpe", "stage-screen")
 DEFAULT = "uniform"  # the reference every delta is taken to: what a search must beat
@@ -217,23 +218,25 @@ def run_cell(b: Bench, cut: float, seed: int, budget: float, say=print) -> dict:
     r = b.finetune(sens, target, seed)
     record("sensitivity", [r], map_s + r["s"], {"threshold": threshold})
 
-    # random: fine-tune random draws until the budget is spent
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed), direction="maximize")
-    tried, spent, est = _finetuned(b, study, names, target, seed, budget, 0.0, r["s"])
-    record("random", tried, spent)
+    est = r["s"]
+    if not ONLY or ONLY & {"random", "eagleeye", "tpe+sens", "screened", "stage-tpe", "stage-screen"}:
+        # random: fine-tune random draws until the budget is spent
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed), direction="maximize")
+        tried, spent, est = _finetuned(b, study, names, target, seed, budget, 0.0, r["s"])
+        record("random", tried, spent)
 
-    # eagleeye: random candidates screened by adaptive BN, the best TOP fine-tuned
-    out["eagleeye"] = _screened(b, names, target, seed, budget, est, prior=None, map_s=0.0)
+        # eagleeye: random candidates screened by adaptive BN, the best TOP fine-tuned
+        out["eagleeye"] = _screened(b, names, target, seed, budget, est, prior=None, map_s=0.0)
 
-    # tpe+sens: the search as it runs today (sensitivity point first, TPE, all fine-tuned)
-    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed), direction="maximize")
-    grid = [KEEP_MIN + i * KEEP_STEP for i in range(round((KEEP_MAX - KEEP_MIN) / KEEP_STEP) + 1)]
-    study.enqueue_trial({n: min(grid, key=lambda v: abs(v - sens[n])) for n in names})
-    tried, spent, _ = _finetuned(b, study, names, target, seed, budget, map_s, est)
-    record("tpe+sens", tried, spent)
+        # tpe+sens: the search as it runs today (sensitivity point first, TPE, all fine-tuned)
+        study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed), direction="maximize")
+        grid = [KEEP_MIN + i * KEEP_STEP for i in range(round((KEEP_MAX - KEEP_MIN) / KEEP_STEP) + 1)]
+        study.enqueue_trial({n: min(grid, key=lambda v: abs(v - sens[n])) for n in names})
+        tried, spent, _ = _finetuned(b, study, names, target, seed, budget, map_s, est)
+        record("tpe+sens", tried, spent)
 
-    out["screened"] = _screened(b, names, target, seed, budget, est, prior=sens, map_s=map_s)
-    out.update(_stage_methods(b, target, seed, budget, est))
+        out["screened"] = _screened(b, names, target, seed, budget, est, prior=sens, map_s=map_s)
+        out.update(_stage_methods(b, target, seed, budget, est))
     say(f"seed {seed} cut {cut:.0%}: " + ", ".join(f"{k} {v['val']:.4f} ({v['tried']})" for k, v in out.items()))
     for row in out.values():  # the winners, fine-tuned again, read once on test
         row["test"] = b.final_test(row["spec"], seed)
@@ -437,19 +440,23 @@ def table(results: dict, default: str = DEFAULT) -> str:
         for m in ("random", "eagleeye", "tpe+sens", "screened", "stage-tpe", "stage-screen")
         if m in s[f"{c:.2f}"]
     ]
-    lines += [
-        "",
-        f"Seconds charged to the budgeted methods: {min(spent):.0f} to {max(spent):.0f}.",
-    ]
+    charged = {m: statistics.mean(s[f"{c:.2f}"][m]["seconds"] for s in seeds.values() for c in CUTS) for m in methods}
+    lines += ["", "Seconds charged per method (mean over seeds and cuts): "
+              + ", ".join(f"{m} {v:.0f}" for m, v in charged.items()) + "."]  # fmt: skip
+    if spent:
+        lines.append(f"Seconds charged to the budgeted methods: {min(spent):.0f} to {max(spent):.0f}.")
     return "\n".join(lines)
 
 
-def _setting(arch: str, cuts: tuple[float, ...]) -> None:
+def _setting(arch: str, cuts: tuple[float, ...], levels: int = 4, val_batches: int = 16, only=()) -> None:
     """Point the module at another network and cuts (its own cache, seed files and section)."""
-    global ARCH, CUTS, CACHE, NAME
+    global ARCH, CUTS, CACHE, NAME, SENS_LEVELS, SENS_VAL_BATCHES, ONLY
     ARCH, CUTS = arch, cuts
+    SENS_LEVELS, SENS_VAL_BATCHES, ONLY = levels, val_batches, set(only)
     CACHE = ROOT / "runs" / "bench" / f"fmnist-{ARCH}-{SIZE}.pt"
     NAME = "search_fmnist" if arch == "resnet20" else f"search_fmnist_{arch}"
+    if (levels, val_batches) != (4, 16):  # a cheaper sensitivity map: its own files and section
+        NAME += f"_map{levels}x{val_batches}"
 
 
 def main() -> None:
@@ -459,8 +466,11 @@ def main() -> None:
     parser.add_argument("--report", action="store_true", help="merge the seed files in bench/results and publish")
     parser.add_argument("--arch", default=ARCH, help=f"the network (default {ARCH}; resnet56 is the deeper setting)")
     parser.add_argument("--cuts", type=float, nargs="+", default=list(CUTS), help=f"MACs cuts (default {CUTS})")
+    parser.add_argument("--sens-levels", type=int, default=SENS_LEVELS, help="keep ratios per group in the map")
+    parser.add_argument("--sens-val-batches", type=int, default=SENS_VAL_BATCHES, help="val batches of 512 per score")
+    parser.add_argument("--methods", nargs="+", help="run only these methods (uniform always runs: the reference)")
     args = parser.parse_args()
-    _setting(args.arch, tuple(args.cuts))
+    _setting(args.arch, tuple(args.cuts), args.sens_levels, args.sens_val_batches, args.methods or ())
     if not args.report:
         seeds = list(range(args.seed_range[0], args.seed_range[1] + 1)) if args.seed_range else list(range(args.seeds))
         results = run(seeds)

@@ -41,8 +41,17 @@ import torch
 from bench.report import ROOT, machine, publish
 from orchestrator.config import SearchSection
 from orchestrator.pareto import hypervolume, pareto_front
-from orchestrator.search import _sampler, _warm_levels, search_space, with_targets
-from orchestrator.space import TARGET, grid, group_ratios, variables, warm_start_points
+from orchestrator.search import _sampler
+from orchestrator.space import (
+    TARGET,
+    grid,
+    group_ratios,
+    search_space,
+    variables,
+    warm_levels,
+    warm_start_points,
+    with_targets,
+)
 from trials.baseline import ModelInfo, train_baseline
 from trials.data import DataConfig, load_test, load_train_val
 from trials.groups import build_graph
@@ -127,7 +136,7 @@ class Bench:
             sampler=_sampler(cfg),
             directions=["maximize"] if budget else ["maximize", "minimize"],
         )
-        warm = warm_start_points(self.names, _warm_levels(sec), KEEP_MIN, KEEP_MAX, KEEP_STEP)
+        warm = warm_start_points(self.names, warm_levels(sec), KEEP_MIN, KEEP_MAX, KEEP_STEP)
         for point in with_targets(cfg, self.graph, self.var_map, warm):
             study.enqueue_trial(point)
         space = search_space(cfg, self.names)
@@ -136,7 +145,7 @@ class Bench:
             t = study.ask(space)
             row = self.trial(group_ratios(t.params, self.var_map), t.params.get(TARGET, sec.macs_target))
             study.tell(t, row["val"] if budget else [row["val"], row["macs_ratio"]])
-            rows.append({**row, "warm_start": i < len(_warm_levels(sec))})
+            rows.append({**row, "warm_start": i < len(warm_levels(sec))})
         return rows
 
 

@@ -47,23 +47,42 @@ def write_html(
 
     ax = axis(objective)
     front, rest = _split(rows, ax)
-    views = widths is not None and widths.get("points")
-    fig = (
-        make_subplots(
-            rows=3,
-            cols=1,
-            row_heights=[0.46, 0.24, 0.30],
-            vertical_spacing=0.09,
-            subplot_titles=(
-                title,
-                "per-layer widths of the point under the pointer (hover or click a point)",
-                "kept share per layer, front points by cost",
-            ),
-        )
-        if views
-        else go.Figure()
-    )
+    views = bool(widths is not None and widths.get("points"))
+    fig = _front_figure(go, make_subplots, title, views)
     at = {"row": 1, "col": 1} if views else {}
+    _front_traces(fig, go, ax, front, rest, baseline, at)
+    script = ""
+    if views:
+        script = _width_views(fig, go, front, widths)
+    else:
+        fig.update_layout(title=title)
+    fig.update_layout(template="plotly_white", height=1000 if views else None)
+    fig.update_xaxes(title_text=ax.x_label, **at)
+    fig.update_yaxes(title_text="val_accuracy", **at)
+    path = Path(path)
+    fig.write_html(str(path), include_plotlyjs=True, full_html=True, post_script=script or None)
+    return path
+
+
+def _front_figure(go, make_subplots, title: str, views: bool):
+    """One plot, or with the width views three stacked: the front, the widths, the profiles."""
+    if not views:
+        return go.Figure()
+    return make_subplots(
+        rows=3,
+        cols=1,
+        row_heights=[0.46, 0.24, 0.30],
+        vertical_spacing=0.09,
+        subplot_titles=(
+            title,
+            "per-layer widths of the point under the pointer (hover or click a point)",
+            "kept share per layer, front points by cost",
+        ),
+    )
+
+
+def _front_traces(fig, go, ax, front: list[dict], rest: list[dict], baseline: dict | None, at: dict) -> None:
+    """The trials, the front through them, and the baseline's star."""
     for name, pts, mode in (("trials", rest, "markers"), ("Pareto front", front, "lines+markers")):
         fig.add_trace(
             go.Scatter(
@@ -89,24 +108,11 @@ def write_html(
             ),
             **at,
         )
-    script = ""
-    if views:
-        script = _width_views(fig, go, front, widths)
-    else:
-        fig.update_layout(title=title)
-    fig.update_layout(template="plotly_white", height=1000 if views else None)
-    fig.update_xaxes(title_text=ax.x_label, **at)
-    fig.update_yaxes(title_text="val_accuracy", **at)
-    path = Path(path)
-    fig.write_html(str(path), include_plotlyjs=True, full_html=True, post_script=script or None)
-    return path
 
 
 def _width_views(fig, go, front: list[dict], widths: dict) -> str:
     """Add the width bars (row 2) and the profile heatmap (row 3); the page's script that
     shows the hovered or clicked point's widths."""
-    import json
-
     groups = list(widths["baseline"])
     base = widths["baseline"]
     points = {t: w for t, w in widths["points"].items() if w}
@@ -151,6 +157,14 @@ def _width_views(fig, go, front: list[dict], widths: dict) -> str:
         "macs": {r["trial"]: r.get("macs_ratio") for r in front},
         "base": [base[g] for g in groups],
     }
+    return _width_script(data, bar)
+
+
+def _width_script(data: dict, bar: int) -> str:
+    """The page's script: on hover or click, trace ``bar`` shows that point's widths and the
+    trace before it a uniform cut at its MACs."""
+    import json
+
     return (
         "var gd = document.getElementById('{plot_id}');\n"
         f"var W = {json.dumps(data)};\n"

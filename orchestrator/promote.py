@@ -14,7 +14,7 @@ import re
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from itertools import islice
 from pathlib import Path
 
@@ -23,8 +23,9 @@ import yaml
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 
-from orchestrator import faults
 from orchestrator.config import SearchConfig, validate_config
+from orchestrator.deployment import checked_onnx, deploy_latency, speed
+from orchestrator.promote_train import fine_tune, follow
 from orchestrator.readback import read_front
 from orchestrator.tracking import (
     BASELINE_ARTIFACT,
@@ -37,24 +38,17 @@ from orchestrator.tracking import (
     search_all,
 )
 from trials.baseline import ModelInfo, load_model, load_weights, read_scores
-from trials.cost import count_cost, measure_latency
-from trials.data import DataConfig, load_test, load_train_val
+from trials.cost import count_cost
+from trials.data import load_test, load_train_val
 from trials.errors import UserError
 from trials.latency import (
-    ONNX_EXTRA,
-    ONNX_RTOL,
-    LatencySettings,
     check_runtime,
-    measure_side_by_side,
-    onnx_bytes,
-    onnx_parity,
 )
 from trials.prune import prune, rebuild
 from trials.spec import ChannelSpec
-from trials.train import FinetuneConfig, evaluate, recalibrate_bn
+from trials.train import evaluate, recalibrate_bn
 
 MODEL_META, MODEL_STATE = "prunetune/model.json", "prunetune/state_dict.pt"
-WARMUP_STEPS = 20  # promotion's learning-rate warm-up (linear), in optimizer steps
 
 
 @dataclass(frozen=True)
@@ -140,246 +134,37 @@ def _download(client, run_id: str, path: str, dst: str) -> Path:
         raise UserError(f"run '{run_id}' has no artifact '{path}' ({exc})") from None
 
 
-def _live(live: dict | None, metrics: dict, epochs: int) -> None:
-    """Rank 0, after each epoch: the epoch's metrics logged to the promote run as they come
-    (the driver prints them from there, ``_follow``). MLflow out of reach costs the live
-    curve, never the promotion."""
-    if not live:
-        return
-    try:
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(live["uri"])
-        if metrics["epoch"] in {m.step for m in client.get_metric_history(live["run_id"], "val_accuracy")}:
-            return  # an epoch trained again after a restart: its first record stands
-        now = int(time.time() * 1000)
-        client.log_batch(
-            live["run_id"],
-            metrics=[
-                Metric(k, float(metrics[k]), now, metrics["epoch"]) for k in ("train_loss", "val_accuracy", "val_loss")
-            ],
-        )
-    except Exception as exc:  # noqa: BLE001 - the final record writes the history again
-        print(f"promote epoch {metrics['epoch']}: not logged live ({type(exc).__name__})", flush=True)
-
-
-def _follow(client, run_id: str, epochs: int, say, stop, every: float = 2.0) -> None:
-    """The driver's side of the live curve: each epoch the workers log, printed once."""
-    shown: set[int] = set()
-    while True:
-        last = stop.wait(every)
-        try:
-            rows = {
-                k: {m.step: m.value for m in client.get_metric_history(run_id, k)}
-                for k in ("train_loss", "val_accuracy")
-            }
-        except Exception:  # noqa: BLE001 - the tracking store is away: the final record holds the curve
-            rows = {"train_loss": {}, "val_accuracy": {}}
-        for epoch in sorted(set(rows["val_accuracy"]) & set(rows["train_loss"]) - shown):
-            if epoch >= 1:
-                shown.add(epoch)
-                say(
-                    f"promote epoch {epoch}/{epochs}: train_loss {rows['train_loss'][epoch]:.4f}, "
-                    f"val_accuracy {rows['val_accuracy'][epoch]:.4f}"
-                )
-        if last:
-            return
-
-
-def _train_loop(config: dict) -> None:
-    """Runs on every Ray Train worker: DDP fine-tuning with a checkpoint each epoch."""
-    import ray.train
-    import ray.train.torch
-
-    from trials.train import make_optimizer, prepare_model, train_pass
-
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
-    info = ModelInfo(**config["info"])
-    model = rebuild(
-        info.arch, ChannelSpec.from_dict(config["spec"]), info.num_classes, info.in_channels, info.input_size
-    )
-    model.load_state_dict(config["state"])
-    ft = FinetuneConfig(**config["finetune"])
-    splits = load_train_val(DataConfig(**config["data"]), device)
-    train = splits.train.shard(rank, world) if hasattr(splits.train, "shard") else splits.train
-    if not hasattr(train, "shard"):
-        train = ray.train.torch.prepare_data_loader(train, move_to_device=False)
-    total = ft.total_steps(len(train))
-    prepare_model(model, device)
-    ddp = ray.train.torch.prepare_model(model, move_to_device=False)
-    opt, sched = make_optimizer(ddp, ft, total)
-    start, step, history, resumes = 0, 0, [], []
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint:  # a restarted run (a worker died) continues from the last epoch
-        with checkpoint.as_directory() as d:
-            saved = torch.load(Path(d) / "state.pt", map_location=device, weights_only=True)
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
-        sched.load_state_dict(saved["scheduler"])
-        start, step, history = saved["epoch"], saved["step"], saved["history"]
-        resumes = saved["resumes"] + [start]
-    epochs = -(-total // len(train))
-    for epoch in range(start + 1, epochs + 1):
-        loss, step = train_pass(ddp, islice(train, total - step), opt, sched, ft, device, step)
-        # precise BN: the running statistics lag the weights while the learning rate is
-        # high (measured: val 0.30 after 10 steps of a cut ResNet-20, 0.87 once they are
-        # re-estimated), so each epoch's score is taken after re-estimating them
-        recalibrate_bn(model, train, config["bn_batches"], device)
-        val = evaluate(model, splits.val, device)
-        history.append({"epoch": epoch, "train_loss": loss, "val_accuracy": val["accuracy"], "val_loss": val["loss"]})
-        metrics = history[-1]
-        if rank == 0:
-            _live(config.get("live"), metrics, epochs)
-            with tempfile.TemporaryDirectory() as d:
-                torch.save(
-                    {
-                        "model": {k: v.cpu() for k, v in model.state_dict().items()},
-                        "optimizer": opt.state_dict(),
-                        "scheduler": sched.state_dict(),
-                        "epoch": epoch,
-                        "step": step,
-                        "history": history,
-                        "resumes": resumes,
-                    },
-                    Path(d) / "state.pt",
-                )
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
-            faults.maybe_exit_promotion(epoch)  # fault tests only
-        else:
-            ray.train.report(metrics)
-
-
-def _fine_tune(
-    cfg: SearchConfig, info: ModelInfo, spec: ChannelSpec, state: dict, opts: PromoteOptions, name: str, live=None
-) -> tuple[dict, list[dict]]:
-    import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    use_gpu = opts.use_gpu
-    if use_gpu is None:
-        use_gpu = ray.cluster_resources().get("GPU", 0) >= opts.workers
-    ft = cfg.trial.finetune(cfg.search.seed)
-    ft = FinetuneConfig(
-        **{**asdict(ft), "epochs": float(opts.epochs), "steps": None, "schedule": "cosine", "lr": opts.lr or ft.lr}
-    )
-    # the full learning rate at once knocks a freshly cut network off what it kept: warm up
-    # linearly over the first WARMUP_STEPS optimizer steps
-    ft = replace(ft, warmup_steps=WARMUP_STEPS)
-    # Full fine-tuning trains on the whole training split, even after a search on a share of it.
-    data = replace(cfg.data_config(opts.batch_size or cfg.trial.batch_size), train_fraction=1.0)
-    trainer = TorchTrainer(
-        _train_loop,
-        train_loop_config={
-            "info": asdict(info),
-            "spec": spec.to_dict(),
-            "state": state,
-            "finetune": asdict(ft),
-            "data": asdict(data),
-            "live": live,
-            "bn_batches": cfg.trial.adaptive_bn_batches or 10,
-        },
-        scaling_config=ScalingConfig(
-            num_workers=opts.workers,
-            use_gpu=use_gpu,
-            resources_per_worker={"CPU": 1, **({"GPU": 1} if use_gpu else {})},
-        ),
-        run_config=RunConfig(
-            name=name,
-            storage_path=f"{cfg.storage_uri()}/promote",
-            failure_config=FailureConfig(max_failures=opts.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=2),
-        ),
-    )
-    result = trainer.fit()
-    if result.checkpoint is None:
-        raise UserError(f"promotion '{name}' produced no checkpoint: {result.error}")
-    with result.checkpoint.as_directory() as d:
-        saved = torch.load(Path(d) / "state.pt", map_location="cpu", weights_only=True)
-    return saved["model"], saved["history"], saved["resumes"]
-
-
-def _speed(baseline: torch.nn.Module, pruned: torch.nn.Module, shape: tuple, device: torch.device) -> dict:
-    """Latency and throughput of both networks, side by side on one device."""
-    out = {}
-    for bs in (1, 64):
-        for tag, net in (("baseline_", baseline), ("", pruned)):
-            ms = measure_latency(net.to(device), shape, bs, device, warmup=5, repeats=20)
-            out[f"{tag}latency_ms_b{bs}"] = ms
-            out[f"{tag}throughput_b{bs}"] = bs / ms * 1000.0
-        out[f"speedup_b{bs}"] = out[f"baseline_latency_ms_b{bs}"] / out[f"latency_ms_b{bs}"]
-    return out
-
-
 def promote(target: str, opts: PromoteOptions, tracking_uri: str | None = None, say=print) -> dict:
     """Promote one trial; returns the promote run id and its metrics."""
     client = client_for(tracking_uri)
     trial = resolve_trial_run(client, target, opts.max_macs_ratio, opts.max_latency_ratio)
-    parent_id = trial.data.tags["mlflow.parentRunId"]
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = validate_config(yaml.safe_load(_download(client, parent_id, "config.yaml", tmp).read_text()))
-        spec = ChannelSpec.from_json(_download(client, trial.info.run_id, "spec.json", tmp).read_text())
-        baseline_path = _download(client, parent_id, BASELINE_ARTIFACT, tmp)
-        splits = load_train_val(cfg.data_config(), "cpu")
-        info = ModelInfo(cfg.model.arch, splits.num_classes, splits.in_channels, splits.image_size)
-        baseline, _ = load_model(baseline_path, info)
-        scores = read_scores(baseline_path)  # PAAM's learned filter scores, when the baseline has them
+    cfg, info, spec, baseline, pruned = _cut_as_the_trial_did(client, trial)
     deploy = cfg.latency.settings()  # where the search measured latency (default: torch on this CPU)
     check_runtime(deploy)  # before the fine-tune: a runtime missing here is refused now
-    shape = (info.in_channels, info.input_size, info.input_size)
-    criterion = trial_criterion(trial, cfg)
-    batches = list(islice(splits.train, 4)) if criterion == "taylor" else None
-    pruned = prune(
-        copy.deepcopy(baseline),
-        spec,
-        criterion,
-        input_shape=shape,
-        arch=info.arch,
-        batches=batches,
-        seed=cfg.search.seed,
-        learned=scores or None,
-    )
-    recalibrate_bn(pruned, splits.train, cfg.trial.adaptive_bn_batches or 10, torch.device("cpu"))  # as trials do
     name = f"promote-{trial.info.run_id[:8]}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_id = _open_run(client, trial, info)  # at the start: the curves appear as they come
     say(f"promoting trial {trial.info.run_id} ({cfg.name}): {opts.epochs} epochs on {opts.workers} Ray Train workers")
     say(f"promote run {run_id}: per-epoch metrics are logged there live")
     live = {"uri": client.tracking_uri, "run_id": run_id}
     stop = threading.Event()
-    follower = threading.Thread(target=_follow, args=(client, run_id, opts.epochs, say, stop), daemon=True)
+    follower = threading.Thread(target=follow, args=(client, run_id, opts.epochs, say, stop), daemon=True)
     follower.start()
     try:
-        state, history, resumes = _fine_tune(cfg, info, spec, pruned.state_dict(), opts, name, live)
+        state, history, resumes = fine_tune(cfg, info, spec, pruned.state_dict(), opts, name, live)
     finally:
         stop.set()
         follower.join(timeout=10)
     if resumes:
         say(f"a worker was lost: training resumed from the checkpoint of epoch(s) {resumes}")
-
     model = load_weights(
         rebuild(info.arch, spec, info.num_classes, info.in_channels, info.input_size), state, "the promoted checkpoint"
     ).eval()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    test_split = load_test(cfg.data_config(), device)  # the only read of the test split
-    test = evaluate(model, test_split, device)
-    base_test = evaluate(copy.deepcopy(baseline).to(device).eval(), test_split, device)
-    cost, base_cost = count_cost(model.cpu(), shape), count_cost(baseline, shape)
     metrics = {
-        "test_accuracy": test["accuracy"],
-        "test_loss": test["loss"],
-        "baseline_test_accuracy": base_test["accuracy"],  # the drop at one glance
         "trial_val_accuracy": float(trial.data.metrics.get("val_accuracy", float("nan"))),
         "val_accuracy": history[-1]["val_accuracy"],
-        "macs": cost.macs,
-        "params": cost.params,
-        "macs_ratio": cost.macs / base_cost.macs,
-        "params_ratio": cost.params / base_cost.params,
-        **_speed(baseline, model, shape, device),
-        **_deploy_latency(baseline, model.cpu(), shape, deploy),
+        **_scored(cfg, info, baseline, model, deploy),
     }
-    onnx, parity = _onnx(model.cpu(), shape, say)
+    onnx, parity = checked_onnx(model.cpu(), (info.in_channels, info.input_size, info.input_size), say)
     metrics.update(parity)
     _record(client, run_id, trial, cfg, info, spec, model.cpu(), metrics, history, opts, tracking_uri, onnx)
     if resumes:
@@ -395,35 +180,54 @@ def promote(target: str, opts: PromoteOptions, tracking_uri: str | None = None, 
     return {"run_id": run_id, **metrics}
 
 
-def _deploy_latency(baseline: torch.nn.Module, pruned: torch.nn.Module, shape: tuple, settings) -> dict:
-    """Latency on the search's runtime and device (``latency:``), the promoted network and
-    the baseline timed side by side in alternating rounds."""
-    mine, base = measure_side_by_side([copy.deepcopy(pruned), copy.deepcopy(baseline)], shape, settings)
+def _cut_as_the_trial_did(client, trial):
+    """The search's config, the trial's spec and the baseline, all from MLflow; the
+    baseline cut exactly as the trial cut it (its criterion, PAAM's learned scores) and
+    its BN statistics re-estimated, as trials do. Returns (cfg, info, spec, baseline, pruned)."""
+    parent_id = trial.data.tags["mlflow.parentRunId"]
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = validate_config(yaml.safe_load(_download(client, parent_id, "config.yaml", tmp).read_text()))
+        spec = ChannelSpec.from_json(_download(client, trial.info.run_id, "spec.json", tmp).read_text())
+        baseline_path = _download(client, parent_id, BASELINE_ARTIFACT, tmp)
+        splits = load_train_val(cfg.data_config(), "cpu")
+        info = ModelInfo(cfg.model.arch, splits.num_classes, splits.in_channels, splits.image_size)
+        baseline, _ = load_model(baseline_path, info)
+        scores = read_scores(baseline_path)  # PAAM's learned filter scores, when the baseline has them
+    criterion = trial_criterion(trial, cfg)
+    pruned = prune(
+        copy.deepcopy(baseline),
+        spec,
+        criterion,
+        input_shape=(info.in_channels, info.input_size, info.input_size),
+        arch=info.arch,
+        batches=list(islice(splits.train, 4)) if criterion == "taylor" else None,
+        seed=cfg.search.seed,
+        learned=scores or None,
+    )
+    recalibrate_bn(pruned, splits.train, cfg.trial.adaptive_bn_batches or 10, torch.device("cpu"))
+    return cfg, info, spec, baseline, pruned
+
+
+def _scored(cfg: SearchConfig, info: ModelInfo, baseline, model, deploy) -> dict:
+    """The promoted network against the baseline: test accuracy (the only read of the test
+    split), MACs and params, latency on the training device and on the deployment runtime."""
+    shape = (info.in_channels, info.input_size, info.input_size)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    test_split = load_test(cfg.data_config(), device)
+    test = evaluate(model, test_split, device)
+    base_test = evaluate(copy.deepcopy(baseline).to(device).eval(), test_split, device)
+    cost, base_cost = count_cost(model.cpu(), shape), count_cost(baseline, shape)
     return {
-        "latency_ms": mine.median_ms,
-        "latency_spread_ms": mine.spread_ms,
-        "baseline_latency_ms": base.median_ms,
-        "latency_ratio": mine.median_ms / base.median_ms,
-        "latency_speedup": base.median_ms / mine.median_ms,
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
+        "baseline_test_accuracy": base_test["accuracy"],  # the drop at one glance
+        "macs": cost.macs,
+        "params": cost.params,
+        "macs_ratio": cost.macs / base_cost.macs,
+        "params_ratio": cost.params / base_cost.params,
+        **speed(baseline, model, shape, device),
+        **deploy_latency(baseline, model.cpu(), shape, deploy),
     }
-
-
-def _onnx(model: torch.nn.Module, shape: tuple, say) -> tuple[bytes | None, dict]:
-    """The promoted network exported to ONNX (batch dynamic) and checked: onnxruntime's
-    outputs on a random batch against PyTorch's, within ``ONNX_RTOL`` of the largest. No
-    ONNX is stored when the check fails or the latency extra is missing (said so)."""
-    try:
-        check_runtime(LatencySettings(runtime="onnxruntime"))
-    except UserError:
-        say(f"ONNX export skipped: it needs the latency extra, {ONNX_EXTRA}")
-        return None, {}
-    torch.manual_seed(0)
-    exported = onnx_bytes(model, torch.zeros(1, *shape))
-    error = onnx_parity(model, exported, torch.randn(4, *shape))
-    if error > ONNX_RTOL:
-        say(f"ONNX export not stored: its outputs differ from PyTorch's by {error:.2e} of the largest (> {ONNX_RTOL})")
-        return None, {"onnx_rel_error": error}
-    return exported, {"onnx_rel_error": error}
 
 
 def _open_run(client, trial, info) -> str:

@@ -29,22 +29,19 @@ from orchestrator.screen import ScreenScheduler
 from orchestrator.searcher import PrunetuneOptunaSearch
 from orchestrator.sensitivity import log_sensitivity, sensitivity_map
 from orchestrator.space import (
-    TARGET,
-    distributions,
-    group_ratios,
-    snap_target,
-    target_distribution,
+    dedup,
+    search_space,
     variables,
+    warm_levels,
     warm_start_points,
+    with_targets,
 )
 from orchestrator.tracking import SearchRecord
 from orchestrator.trainable import trainable as trainable_fn
 from orchestrator.widths import log_groups
 from orchestrator.writer import Spill, replay_spill
-from trials.budget import MacsModel
 from trials.errors import UserError
 from trials.groups import build_graph, check_prunable
-from trials.spec import ChannelSpec
 from trials.trial import resolve_device
 
 log = logging.getLogger("prunetune")
@@ -79,28 +76,6 @@ def _settings(cfg: SearchConfig, var_map: dict) -> dict:
     }
 
 
-def search_space(cfg: SearchConfig, names: list[str]) -> dict:
-    s = cfg.search
-    space = distributions(names, s.keep_min, s.keep_max, s.keep_step)
-    if s.front_targets:  # front mode only (the config says so)
-        space[TARGET] = target_distribution(s.keep_min)
-    return space
-
-
-def with_targets(cfg: SearchConfig, graph, var_map: dict[str, list[str]], points: list[dict]) -> list[dict]:
-    """front_targets: each warm-start point gets, as its target, the MACs its own counts keep."""
-    s = cfg.search
-    if not s.front_targets:
-        return points
-    macs = MacsModel(graph)
-    full = macs({g.name: g.channels for g in graph.groups})
-    out = []
-    for p in points:
-        spec = ChannelSpec.from_ratios(graph.groups, group_ratios(p, var_map), s.round_to, cfg.model.arch)
-        out.append({**p, TARGET: snap_target(macs(spec.channels) / full, s.keep_min)})
-    return out
-
-
 def run_sizes(num_trials: int, per_run: int) -> list[int]:
     """The trials of each Tune run of a search."""
     return [min(per_run, num_trials - i) for i in range(0, num_trials, per_run)]
@@ -108,22 +83,6 @@ def run_sizes(num_trials: int, per_run: int) -> list[int]:
 
 def run_name(i: int) -> str:
     return "tune" if i == 0 else f"tune-{i}"
-
-
-def _warm_levels(s) -> list[float]:
-    """The uniform warm-start levels worth a trial: in budget mode every uniform point is
-    scaled onto the same MACs target, so one of them stands for all."""
-    return s.warm_start[:1] if s.mode == "budget" else list(s.warm_start)
-
-
-def _dedup(points: list[dict]) -> list[dict]:
-    seen, out = set(), []
-    for p in points:
-        key = tuple(sorted(p.items()))
-        if key not in seen:
-            seen.add(key)
-            out.append(p)
-    return out
 
 
 class SearchStopped(Exception):
@@ -265,14 +224,14 @@ def _new_searcher(cfg: SearchConfig, base: Baseline, graph, var_map: dict, smap=
     cost = axis(s.objective).key  # the front's cost: macs, params, or the measured latency ratio
     metric, mode = (["val_accuracy", cost], ["max", "min"]) if s.mode == "front" else ("val_accuracy", "max")
     points = method_points(cfg, base, graph, var_map, smap) + warm_start_points(
-        names, _warm_levels(s), s.keep_min, s.keep_max, s.keep_step
+        names, warm_levels(s), s.keep_min, s.keep_max, s.keep_step
     )
     return PrunetuneOptunaSearch(
         space=search_space(cfg, names),
         metric=metric,
         mode=mode,
         sampler=_sampler(cfg),
-        points_to_evaluate=_dedup(with_targets(cfg, graph, var_map, points)),
+        points_to_evaluate=dedup(with_targets(cfg, graph, var_map, points)),
     )
 
 

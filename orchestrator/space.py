@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import optuna
 
+from trials.budget import MacsModel
 from trials.groups import ChannelGroup
+from trials.spec import ChannelSpec
+
+if TYPE_CHECKING:
+    from orchestrator.config import SearchConfig
 
 
 def variables(groups: list[ChannelGroup], granularity: str) -> dict[str, list[str]]:
@@ -77,3 +83,44 @@ def target_distribution(keep_min: float) -> optuna.distributions.FloatDistributi
 def snap_target(value: float, keep_min: float) -> float:
     d = target_distribution(keep_min)
     return round(min(d.high, max(d.low, round(value / d.step) * d.step)), 2)
+
+
+def search_space(cfg: SearchConfig, names: list[str]) -> dict:
+    """The space a search samples: a keep ratio per variable, and with ``front_targets``
+    each trial's MACs target."""
+    s = cfg.search
+    space = distributions(names, s.keep_min, s.keep_max, s.keep_step)
+    if s.front_targets:  # front mode only (the config says so)
+        space[TARGET] = target_distribution(s.keep_min)
+    return space
+
+
+def with_targets(cfg: SearchConfig, graph, var_map: dict[str, list[str]], points: list[dict]) -> list[dict]:
+    """front_targets: each warm-start point gets, as its target, the MACs its own counts keep."""
+    s = cfg.search
+    if not s.front_targets:
+        return points
+    macs = MacsModel(graph)
+    full = macs({g.name: g.channels for g in graph.groups})
+    out = []
+    for p in points:
+        spec = ChannelSpec.from_ratios(graph.groups, group_ratios(p, var_map), s.round_to, cfg.model.arch)
+        out.append({**p, TARGET: snap_target(macs(spec.channels) / full, s.keep_min)})
+    return out
+
+
+def warm_levels(s) -> list[float]:
+    """The uniform warm-start levels worth a trial: in budget mode every uniform point is
+    scaled onto the same MACs target, so one of them stands for all."""
+    return s.warm_start[:1] if s.mode == "budget" else list(s.warm_start)
+
+
+def dedup(points: list[dict]) -> list[dict]:
+    """The points in order, each once."""
+    seen, out = set(), []
+    for p in points:
+        key = tuple(sorted(p.items()))
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out

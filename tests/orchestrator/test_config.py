@@ -167,3 +167,21 @@ def test_a_latency_search_on_onnxruntime_without_the_extra_names_it(monkeypatch)
     data = {"name": "x", "search": {"objective": "latency"}, "latency": {"runtime": "onnxruntime"}}
     with pytest.raises(UserError, match=r"pip install 'prunetune\[latency\]'"):
         validate_config(data)
+
+
+def test_budget_mode_on_macs_starts_from_the_sensitivity_allocation_unless_told_otherwise():
+    """The measured default (docs/benchmarks.md): uniform and the sensitivity allocation
+    both evaluated first in budget mode on MACs; other modes and objectives start from
+    uniform only; a list the user gives, the empty one included, is kept."""
+
+    def methods(**search):
+        return validate_config({"name": "x", "model": {"arch": "resnet20"}, "search": search}).search.warm_start_methods
+
+    assert methods(mode="budget", macs_target=0.5) == ["sensitivity"]
+    assert methods(mode="budget", objective="macs", target=0.5) == ["sensitivity"]
+    assert methods(mode="budget", objective="params", target=0.5) == []
+    assert methods() == []  # front mode
+    assert methods(mode="budget", macs_target=0.5, warm_start_methods=[]) == []
+    assert methods(mode="budget", macs_target=0.5, warm_start_methods=["adapruner"]) == ["adapruner"]
+    sens = validate_config({"name": "x", "model": {"arch": "resnet20"}}).sensitivity
+    assert (sens.levels, sens.val_batches) == (2, 2)

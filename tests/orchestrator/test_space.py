@@ -57,19 +57,18 @@ def test_warm_start_points_are_evaluated_first_by_optuna():
 def test_budget_mode_spends_one_trial_on_the_uniform_warm_start():
     from types import SimpleNamespace
 
-    from orchestrator.search import _warm_levels
+    from orchestrator.space import warm_levels
 
-    assert _warm_levels(SimpleNamespace(mode="budget", warm_start=[0.5, 0.75, 1.0])) == [0.5]
-    assert _warm_levels(SimpleNamespace(mode="front", warm_start=[0.5, 0.75, 1.0])) == [0.5, 0.75, 1.0]
-    assert _warm_levels(SimpleNamespace(mode="budget", warm_start=[])) == []
+    assert warm_levels(SimpleNamespace(mode="budget", warm_start=[0.5, 0.75, 1.0])) == [0.5]
+    assert warm_levels(SimpleNamespace(mode="front", warm_start=[0.5, 0.75, 1.0])) == [0.5, 0.75, 1.0]
+    assert warm_levels(SimpleNamespace(mode="budget", warm_start=[])) == []
 
 
 def test_front_targets_add_a_macs_target_variable_and_give_warm_starts_their_own_macs():
     import pytest
 
     from orchestrator.config import validate_config
-    from orchestrator.search import search_space, with_targets
-    from orchestrator.space import TARGET
+    from orchestrator.space import TARGET, search_space, with_targets
     from trials.cost import count_cost
     from trials.groups import build_graph
     from trials.models import create_model
