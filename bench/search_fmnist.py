@@ -46,7 +46,7 @@ from pathlib import Path
 import optuna
 import torch
 
-from bench.report import ROOT, machine, publish
+from bench.report import ROOT, machine, publish, write_section
 from orchestrator.space import group_ratios, variables
 from trials.adapruner import allocate as adapruner_allocate
 from trials.baseline import ModelInfo, load_model, save_checkpoint, train_baseline
@@ -368,11 +368,11 @@ def _ms(xs: list[float], scale: float = 100.0, digits: int = 2) -> str:
     return f"{scale * statistics.mean(xs):.{digits}f} ± {scale * sd:.{digits}f}"
 
 
-def merge() -> dict:
+def merge(name: str | None = None) -> dict:
     """The seed files as one result (the calibration of the first file, the others' kept
     beside it)."""
     merged: dict = {"seeds": {}, "calibrations": []}
-    for p in sorted((ROOT / "bench" / "results").glob(f"{NAME}.seeds-*.json")):
+    for p in sorted((ROOT / "bench" / "results").glob(f"{name or NAME}.seeds-*.json")):
         data = json.loads(p.read_text())
         for k, v in data.items():
             if k != "seeds":
@@ -382,10 +382,16 @@ def merge() -> dict:
     return merged
 
 
+def _map_label() -> str:
+    return "" if (SENS_LEVELS, SENS_VAL_BATCHES) == (4, 16) else f", sensitivity map {SENS_LEVELS}x{SENS_VAL_BATCHES}"
+
+
 def _flags() -> str:
-    return ("" if ARCH == "resnet20" else f" --arch {ARCH}") + (
-        "" if CUTS == (0.75, 0.9) else f" --cuts {' '.join(map(str, CUTS))}"
-    )
+    out = "" if ARCH == "resnet20" else f" --arch {ARCH}"
+    out += "" if CUTS == (0.75, 0.9) else f" --cuts {' '.join(map(str, CUTS))}"
+    if (SENS_LEVELS, SENS_VAL_BATCHES) != (4, 16):
+        out += f" --sens-levels {SENS_LEVELS} --sens-val-batches {SENS_VAL_BATCHES}"
+    return out + (f" --methods {' '.join(sorted(ONLY))}" if ONLY else "")
 
 
 def table(results: dict, default: str = DEFAULT) -> str:
@@ -393,7 +399,7 @@ def table(results: dict, default: str = DEFAULT) -> str:
     n = len(seeds)
     methods = [m for m in METHODS + STAGE_METHODS if all(m in s[f"{c:.2f}"] for s in seeds.values() for c in CUTS)]
     lines = [
-        f"## Search quality on Fashion-MNIST, at equal compute ({ARCH})",
+        f"## Search quality on Fashion-MNIST, at equal compute ({ARCH}{_map_label()})",
         "",
         f"`python -m bench.search_fmnist --seeds 5{_flags()}` (after `make fashion-mnist`). {ARCH} on Fashion-MNIST at "
         f"{SIZE}x{SIZE}; one baseline ({BASELINE['epochs']} epochs on 27,000 training images; val "
@@ -448,6 +454,39 @@ def table(results: dict, default: str = DEFAULT) -> str:
     return "\n".join(lines)
 
 
+def default_table(levels: int = 2, val_batches: int = 2) -> str:
+    """prunetune's default in budget mode on MACs, per seed and cut: the uniform cut and the
+    sensitivity allocation (the default map: ``levels`` x ``val_batches``) both fine-tuned,
+    the better on val kept; paired against every method of the full run (same baseline,
+    seeds and data orders: the uniform rows of both runs are identical, checked)."""
+    cheap, full = merge(f"{NAME}_map{levels}x{val_batches}"), merge(NAME)
+    seeds = sorted(set(cheap["seeds"]) & set(full["seeds"]), key=int)
+    lines = [
+        f"prunetune's default ({ARCH}, map {levels} ratios x {val_batches} val batches of 512, "
+        f"{len(seeds)} seeds paired with the full run): Δ = default minus the method, test points.",
+        "",
+        "| cut | method | Δ (mean ± sd) | default ahead | default picked sensitivity |",
+        "|---|---|---|---|---|",
+    ]
+    for c in CUTS:
+        key = f"{c:.2f}"
+        picks, rows = [], {}
+        for sd in seeds:
+            a, b = cheap["seeds"][sd][key], full["seeds"][sd][key]
+            if abs(a["uniform"]["test"] - b["uniform"]["test"]) > 1e-9:
+                raise SystemExit(f"seed {sd}: the two runs' uniform rows differ: not paired")
+            best = max((a["uniform"], a["sensitivity"]), key=lambda r: r["val"])
+            picks.append(best is a["sensitivity"])
+            for m, r in b.items():
+                rows.setdefault(m, []).append(best["test"] - r["test"])
+        for m, d in rows.items():
+            label = f"{m} (map {SENS_LEVELS}x{SENS_VAL_BATCHES})" if m in ("sensitivity", "tpe+sens", "screened") else m
+            lines.append(
+                f"| {c:.0%} | {label} | {_ms(d)} | {sum(x > 0 for x in d)}/{len(d)} | {sum(picks)}/{len(picks)} |"
+            )
+    return "\n".join(lines)
+
+
 def _setting(arch: str, cuts: tuple[float, ...], levels: int = 4, val_batches: int = 16, only=()) -> None:
     """Point the module at another network and cuts (its own cache, seed files and section)."""
     global ARCH, CUTS, CACHE, NAME, SENS_LEVELS, SENS_VAL_BATCHES, ONLY
@@ -469,7 +508,14 @@ def main() -> None:
     parser.add_argument("--sens-levels", type=int, default=SENS_LEVELS, help="keep ratios per group in the map")
     parser.add_argument("--sens-val-batches", type=int, default=SENS_VAL_BATCHES, help="val batches of 512 per score")
     parser.add_argument("--methods", nargs="+", help="run only these methods (uniform always runs: the reference)")
+    parser.add_argument("--default-report", action="store_true", help="the default against the full run's methods")
     args = parser.parse_args()
+    if args.default_report:
+        _setting(args.arch, tuple(args.cuts))
+        text = default_table(args.sens_levels, args.sens_val_batches)
+        write_section(ROOT / "docs" / "benchmarks.md", f"{NAME}_default", text)
+        print(text)
+        return
     _setting(args.arch, tuple(args.cuts), args.sens_levels, args.sens_val_batches, args.methods or ())
     if not args.report:
         seeds = list(range(args.seed_range[0], args.seed_range[1] + 1)) if args.seed_range else list(range(args.seeds))
