@@ -386,6 +386,7 @@ def quiet(verbose: bool) -> None:
     if verbose:
         return
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow configures its logger
+    os.environ["PRUNETUNE_QUIET"] = "1"  # Optuna resets its level on import: the search sets it again
     for name in NOISY:
         logging.getLogger(name).setLevel(logging.WARNING)
 

@@ -1,6 +1,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+
+import pytest
 
 from orchestrator.cli import main
 
@@ -158,3 +163,21 @@ def test_start_up_noise_is_held_back_unless_verbose(tmp_path):
         assert done.returncode == 2 and "experiment 'none' not found" in done.stderr
         outs[bool(flag)] = done.stderr
     assert "INFO mlflow" not in outs[False] and "INFO mlflow" in outs[True]
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_optunas_new_study_line_only_with_verbose(verbose):
+    """Importing Optuna resets its logger to INFO after the CLI quieted it; the search sets
+    it back, so a quickstart's stderr does not end with "A new study created"."""
+    code = (
+        "from orchestrator.cli import quiet\n"
+        f"quiet({verbose})\n"
+        "from orchestrator import search\n"
+        "search._tune_env()\n"
+        "import optuna\n"
+        "optuna.create_study()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PRUNETUNE_QUIET"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert ("A new study created" in done.stderr) is verbose
