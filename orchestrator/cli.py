@@ -383,10 +383,10 @@ NOISY = ("mlflow", "alembic", "optuna", "ray", "ray.tune", "ray.train")  # their
 def quiet(verbose: bool) -> None:
     """Start-up noise (MLflow's database messages, Optuna's "a new study", Ray's INFO lines)
     held back to warnings unless ``--verbose``; environment variables reach subprocesses."""
+    os.environ["PRUNETUNE_QUIET"] = "0" if verbose else "1"  # Optuna resets its level on import: see search
     if verbose:
         return
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow configures its logger
-    os.environ["PRUNETUNE_QUIET"] = "1"  # Optuna resets its level on import: the search sets it again
     for name in NOISY:
         logging.getLogger(name).setLevel(logging.WARNING)
 
