@@ -95,10 +95,6 @@ class TrackingOutage(Exception):
 
 
 def _tune_env() -> None:
-    if os.environ.get("PRUNETUNE_QUIET") == "1":  # set by the CLI without --verbose
-        # importing Optuna sets its logger to INFO, over what the CLI set before the import:
-        # "A new study created" is held back here, once Optuna is loaded
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # failure reports carry no metrics
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # Fail an MLflow write in seconds during an outage (the writer buffers and retries it)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ray.tune.search.optuna import OptunaSearch
 
+from orchestrator.noise import quiet_optuna
 from orchestrator.space import REUSE
 from orchestrator.tracking import FINAL_METRICS
 
@@ -26,27 +27,36 @@ def config_key(config: dict) -> tuple:
 
 
 class PrunetuneOptunaSearch(OptunaSearch):
+    def __init__(self, *args, **kwargs):
+        quiet_optuna()  # the study is made here: "A new study created" only with --verbose
+        super().__init__(*args, **kwargs)
+
     def suggest(self, trial_id: str):
         config = super().suggest(trial_id)
         if not isinstance(config, dict):
             return config
         key = config_key(config)
-        self._stored()[("trial", trial_id)] = key
+        self._running()[trial_id] = key
         stored = self._stored().get(key)
         return {**config, REUSE: stored} if stored is not None else config
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if result and (result.get("trial_failed") or not result.get("final")):
             result, error = None, True
-        key = self._stored().pop(("trial", trial_id), None)
+        key = self._running().pop(trial_id, None)
         if result and not error and not result.get("reused_from") and key is not None:
             kept = {k: result[k] for k in REUSED if k in result}
             self._stored()[key] = {**kept, "trial_seconds": 0.0, "reused_from": trial_id}
         super().on_trial_complete(trial_id, result=result, error=error)
 
     def _stored(self) -> dict:
-        """Final results by configuration, and each running trial's configuration under
-        ("trial", id) (a searcher restored from an older snapshot starts empty)."""
+        """Final results by configuration (a searcher restored from an older snapshot starts empty)."""
         if not hasattr(self, "_results_by_config"):
             self._results_by_config: dict[tuple, dict] = {}
         return self._results_by_config
+
+    def _running(self) -> dict:
+        """Each running trial's configuration key, by trial id."""
+        if not hasattr(self, "_keys_by_trial"):
+            self._keys_by_trial: dict[str, tuple] = {}
+        return self._keys_by_trial

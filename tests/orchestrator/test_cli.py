@@ -147,9 +147,6 @@ def test_every_cli_argument_has_help_and_its_default_is_shown():
 
 def test_start_up_noise_is_held_back_unless_verbose(tmp_path):
     """A first command on a new store: MLflow's database INFO lines only with --verbose."""
-    import os
-    import subprocess
-    import sys
     from pathlib import Path
 
     cli = str(Path(sys.executable).parent / "prunetune")
@@ -167,17 +164,18 @@ def test_start_up_noise_is_held_back_unless_verbose(tmp_path):
 
 @pytest.mark.parametrize("verbose", [False, True])
 def test_optunas_new_study_line_only_with_verbose(verbose):
-    """Importing Optuna resets its logger to INFO after the CLI quieted it; the search sets
-    it back, so a quickstart's stderr does not end with "A new study created"."""
+    """Importing Optuna resets its logger to INFO after the CLI quieted it; the searcher sets
+    it back where it makes the study, so a quickstart's stderr does not end with "A new
+    study created". A quiet call followed by a verbose one in the same process is not held back."""
     code = (
         "from orchestrator.cli import quiet\n"
+        "quiet(False)\n"  # an earlier quiet command in the same process
         f"quiet({verbose})\n"
-        "from orchestrator import search\n"
-        "search._tune_env()\n"
         "import optuna\n"
-        "optuna.create_study()\n"
+        "from orchestrator.searcher import PrunetuneOptunaSearch\n"
+        "space = {'a': optuna.distributions.FloatDistribution(0.3, 1.0)}\n"
+        "PrunetuneOptunaSearch(space=space, metric='val_accuracy', mode='max')\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "PRUNETUNE_QUIET"}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert ("A new study created" in done.stderr) is verbose
