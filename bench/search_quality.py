@@ -41,7 +41,7 @@ import torch
 from bench.report import ROOT, machine, publish
 from orchestrator.config import SearchSection
 from orchestrator.pareto import hypervolume, pareto_front
-from orchestrator.search import _sampler
+from orchestrator.searcher import sampler as _sampler
 from orchestrator.space import (
     TARGET,
     grid,

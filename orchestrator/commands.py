@@ -114,7 +114,7 @@ def search(args: argparse.Namespace) -> int:
     done = sum(not r.get("baseline") for r in rows)
     print(f"\nPareto front of '{cfg.name}' ({len(front)} of {done} finished trials and the baseline):")
     print(format_rows(front))
-    from orchestrator.tracking import resolve_uri
+    from orchestrator.store import resolve_uri
 
     print(f"\nSee it in the MLflow UI: mlflow ui --backend-store-uri {resolve_uri(cfg.tracking.uri)}")
     return 0
@@ -122,7 +122,7 @@ def search(args: argparse.Namespace) -> int:
 
 def sync(args: argparse.Namespace) -> int:
     """Write what a search saved while MLflow was unreachable."""
-    from orchestrator.search import sync
+    from orchestrator.sync import sync
 
     sync(args.name, args.storage, args.tracking_uri)
     return 0
@@ -165,7 +165,8 @@ def pareto(args: argparse.Namespace) -> int:
         plot.parent.mkdir(parents=True, exist_ok=True)
         title = f"{args.experiment}: {axis(objective).label} against val accuracy"
         if plot.suffix == ".html":
-            from orchestrator.tracking import client_for, get_experiment, search_runs_of
+            from orchestrator.store import client_for, get_experiment
+            from orchestrator.tracking import search_runs_of
             from orchestrator.widths import front_widths
 
             client = client_for(args.tracking_uri)
@@ -196,7 +197,7 @@ def promote(args: argparse.Namespace) -> int:
         max_latency_ratio=args.max_latency_ratio,
     )
     from orchestrator.promote import resolve_trial_run
-    from orchestrator.tracking import client_for
+    from orchestrator.store import client_for
 
     resolve_trial_run(client_for(args.tracking_uri), args.target, args.max_macs_ratio, args.max_latency_ratio)
     connect(args.address)

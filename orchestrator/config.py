@@ -118,8 +118,10 @@ class SearchSection(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _default_methods(cls, data):
+        """Unset: budget mode on MACs starts from the sensitivity allocation too (docs/benchmarks.md)."""
         if isinstance(data, dict) and data.get("warm_start_methods") is None:
-            budget_on_macs = data.get("mode") == "budget" and data.get("objective", "macs") == "macs"
+            given = {name: data.get(name, cls.model_fields[name].default) for name in ("mode", "objective")}
+            budget_on_macs = given == {"mode": "budget", "objective": "macs"}
             data = {**data, "warm_start_methods": ["sensitivity"] if budget_on_macs else []}
         return data
 

@@ -21,7 +21,8 @@ from pathlib import Path
 from orchestrator.baseline import Baseline, prepare_baseline
 from orchestrator.config import SearchConfig, dump_config
 from orchestrator.sensitivity import log_sensitivity
-from orchestrator.tracking import CRITERION, ROLE, client_for, experiment_id
+from orchestrator.store import client_for, experiment_id
+from orchestrator.tracking import CRITERION, ROLE
 from trials.adapruner import allocate
 from trials.baseline import save_checkpoint
 from trials.budget import project_ratios

@@ -27,16 +27,8 @@ from orchestrator.config import SearchConfig, validate_config
 from orchestrator.deployment import checked_onnx, deploy_latency, speed
 from orchestrator.promote_train import fine_tune, follow
 from orchestrator.readback import read_front
-from orchestrator.tracking import (
-    BASELINE_ARTIFACT,
-    CRITERION,
-    ROLE,
-    TRIAL_ID,
-    client_for,
-    get_experiment,
-    run_with_role,
-    search_all,
-)
+from orchestrator.store import client_for, get_experiment, search_all
+from orchestrator.tracking import BASELINE_ARTIFACT, CRITERION, ROLE, TRIAL_ID, run_with_role
 from trials.baseline import ModelInfo, load_model, load_weights, read_scores
 from trials.cost import count_cost
 from trials.data import load_test, load_train_val

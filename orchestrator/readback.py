@@ -4,17 +4,8 @@
 from __future__ import annotations
 
 from orchestrator.front_table import front_rows, trial_row
-from orchestrator.tracking import (
-    OBJECTIVE_PARAM,
-    STORAGE,
-    TRIAL_ID,
-    _stored_search,
-    client_for,
-    get_experiment,
-    resolve_uri,
-    search_all,
-    search_runs_of,
-)
+from orchestrator.store import client_for, get_experiment, resolve_uri, search_all
+from orchestrator.tracking import OBJECTIVE_PARAM, STORAGE, TRIAL_ID, _stored_search, search_runs_of
 from trials.errors import UserError
 
 

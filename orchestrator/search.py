@@ -13,48 +13,32 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import optuna
 from ray import tune
 
 from cluster.connect import connect
 from orchestrator import progress
-from orchestrator.axis import ROW_EXTRAS, axis
-from orchestrator.baseline import Baseline, method_points, prepare_baseline
+from orchestrator.axis import ROW_EXTRAS
+from orchestrator.baseline import Baseline, prepare_baseline
 from orchestrator.config import SearchConfig, dump_config
 from orchestrator.latency import latency_table, log_latency_model, resolve_round_to
 from orchestrator.progress import TrackingCallback
 from orchestrator.reevaluate import reevaluate
 from orchestrator.resume import check_new, check_resume, flat_config
 from orchestrator.screen import ScreenScheduler
-from orchestrator.searcher import PrunetuneOptunaSearch
+from orchestrator.searcher import PrunetuneOptunaSearch, new_searcher
 from orchestrator.sensitivity import log_sensitivity, sensitivity_map
 from orchestrator.space import (
-    dedup,
-    search_space,
     variables,
-    warm_levels,
-    warm_start_points,
-    with_targets,
 )
+from orchestrator.sync import patience, spill_of, sync
 from orchestrator.tracking import SearchRecord
 from orchestrator.trainable import trainable as trainable_fn
 from orchestrator.widths import log_groups
-from orchestrator.writer import Spill, replay_spill
 from trials.errors import UserError
 from trials.groups import build_graph, check_prunable
 from trials.trial import resolve_device
 
 log = logging.getLogger("prunetune")
-
-
-def _sampler(cfg: SearchConfig) -> optuna.samplers.BaseSampler:
-    s = cfg.search
-    if s.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=s.seed, constant_liar=True, multivariate=True)
-    if s.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=s.seed)
-    population = s.population_size or max(4, min(50, s.num_trials // 4))
-    return optuna.samplers.NSGAIISampler(seed=s.seed, population_size=population)
 
 
 def _settings(cfg: SearchConfig, var_map: dict) -> dict:
@@ -111,31 +95,6 @@ class _NoRestoreHint(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "Tuner.restore" not in record.getMessage()
-
-
-def patience() -> float:
-    """Seconds to wait for MLflow at the end of a search before saving to the spill file."""
-    return float(os.environ.get("PRUNETUNE_MLFLOW_PATIENCE", "300"))
-
-
-def spill_of(cfg: SearchConfig) -> Spill:
-    return Spill(cfg.storage_dir() / "mlflow-pending.json", experiment=cfg.name)
-
-
-def sync(cfg_name: str, storage: str | Path, uri: str | None, say=print) -> int:
-    """Write a search's spill file to MLflow (``prunetune sync``); returns the writes done."""
-    path = Path(storage) / cfg_name / "mlflow-pending.json"
-    if not path.is_file():
-        say(f"nothing to sync: {path} does not exist (every result of '{cfg_name}' is in MLflow)")
-        return 0
-    spill = Spill(path)
-
-    def open_record(experiment: str, parent_run_id: str) -> SearchRecord:
-        if not parent_run_id:
-            raise UserError(f"{path} names no search run: it predates prunetune sync")
-        return SearchRecord(uri, experiment, parent_run_id)
-
-    return replay_spill(spill, open_record, say)
 
 
 def check_node_resource(cfg: SearchConfig) -> None:
@@ -216,22 +175,6 @@ def _trainable(cfg: SearchConfig, base: Baseline, var_map: dict, record: SearchR
             scores={k: v.tolist() for k, v in base.scores.items()} or None,
         ),
         {"cpu": cfg.trial.cpu, "gpu": cfg.trial.gpu},
-    )
-
-
-def _new_searcher(cfg: SearchConfig, base: Baseline, graph, var_map: dict, smap=None) -> PrunetuneOptunaSearch:
-    s, names = cfg.search, list(var_map)
-    cost = axis(s.objective).key  # the front's cost: macs, params, or the measured latency ratio
-    metric, mode = (["val_accuracy", cost], ["max", "min"]) if s.mode == "front" else ("val_accuracy", "max")
-    points = method_points(cfg, base, graph, var_map, smap) + warm_start_points(
-        names, warm_levels(s), s.keep_min, s.keep_max, s.keep_step
-    )
-    return PrunetuneOptunaSearch(
-        space=search_space(cfg, names),
-        metric=metric,
-        mode=mode,
-        sampler=_sampler(cfg),
-        points_to_evaluate=dedup(with_targets(cfg, graph, var_map, points)),
     )
 
 
@@ -327,7 +270,7 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
     settings = trainable_settings(cfg, var_map, table)
     t0, started_at = time.perf_counter(), time.time()
     try:
-        _tune_runs(cfg, resume, trainable, callback, lambda: _new_searcher(cfg, base, graph, var_map, smap), say)
+        _tune_runs(cfg, resume, trainable, callback, lambda: new_searcher(cfg, base, graph, var_map, smap), say)
     except (KeyboardInterrupt, SearchStopped):
         _stop(record, callback, say)
         raise SearchStopped() from None

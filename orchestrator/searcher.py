@@ -10,10 +10,14 @@
 
 from __future__ import annotations
 
+import optuna
 from ray.tune.search.optuna import OptunaSearch
 
+from orchestrator.axis import axis
+from orchestrator.baseline import Baseline, method_points
+from orchestrator.config import SearchConfig
 from orchestrator.noise import quiet_optuna
-from orchestrator.space import REUSE
+from orchestrator.space import REUSE, dedup, search_space, warm_levels, warm_start_points, with_targets
 from orchestrator.tracking import FINAL_METRICS
 
 # what a reused trial reports: the stored trial's final metrics and spec (its time is 0)
@@ -60,3 +64,29 @@ class PrunetuneOptunaSearch(OptunaSearch):
         if not hasattr(self, "_keys_by_trial"):
             self._keys_by_trial: dict[str, tuple] = {}
         return self._keys_by_trial
+
+
+def sampler(cfg: SearchConfig) -> optuna.samplers.BaseSampler:
+    s = cfg.search
+    if s.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=s.seed, constant_liar=True, multivariate=True)
+    if s.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=s.seed)
+    population = s.population_size or max(4, min(50, s.num_trials // 4))
+    return optuna.samplers.NSGAIISampler(seed=s.seed, population_size=population)
+
+
+def new_searcher(cfg: SearchConfig, base: Baseline, graph, var_map: dict, smap=None) -> PrunetuneOptunaSearch:
+    s, names = cfg.search, list(var_map)
+    cost = axis(s.objective).key  # the front's cost: macs, params, or the measured latency ratio
+    metric, mode = (["val_accuracy", cost], ["max", "min"]) if s.mode == "front" else ("val_accuracy", "max")
+    points = method_points(cfg, base, graph, var_map, smap) + warm_start_points(
+        names, warm_levels(s), s.keep_min, s.keep_max, s.keep_step
+    )
+    return PrunetuneOptunaSearch(
+        space=search_space(cfg, names),
+        metric=metric,
+        mode=mode,
+        sampler=sampler(cfg),
+        points_to_evaluate=dedup(with_targets(cfg, graph, var_map, points)),
+    )

@@ -169,13 +169,13 @@ def test_writes_wait_through_an_outage_and_are_saved_when_it_lasts(monkeypatch, 
 
 
 def test_every_page_of_runs_is_read_past_the_page_size(store, monkeypatch):
-    import orchestrator.tracking as tracking
+    import orchestrator.store
 
     uri, record = store
     for i, (acc, macs) in enumerate(_points(7, seed=3)):
         record.log_final(f"t{i}", {"stage0": 0.5}, _result(acc, macs))
     record.finish()
-    monkeypatch.setattr(tracking, "PAGE_SIZE", 2)  # 7 trials: four pages
+    monkeypatch.setattr(orchestrator.store, "PAGE_SIZE", 2)  # 7 trials: four pages
     again = SearchRecord(uri, "exp", record.parent_run_id)
     assert sorted(again.finished) == [f"t{i}" for i in range(7)]
     rows, baseline = readback.read_front(uri, "exp")
