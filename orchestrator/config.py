@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from orchestrator.overrides import apply_overrides, yaml_problem
 from trials.criteria import CRITERIA
 from trials.data import DATASETS, DataConfig
 from trials.errors import UserError
@@ -334,39 +335,6 @@ class SearchConfig(_Strict):
         return self
 
 
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    """A YAML error in one line: what is wrong and where."""
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    mark = getattr(exc, "problem_mark", None)
-    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
-
-
-def _parse_override(item: str) -> tuple[list[str], object]:
-    if "=" not in item:
-        raise UserError(f"--set '{item}': expected dotted.key=value")
-    key, raw = item.split("=", 1)
-    if not key or any(not part for part in key.split(".")):
-        raise UserError(f"--set '{item}': '{key}' is not a dotted key")
-    try:
-        value = yaml.safe_load(raw) if raw != "" else None
-    except yaml.YAMLError as exc:
-        raise UserError(f"--set {key}: cannot parse value '{raw}' ({_yaml_problem(exc)})") from None
-    return key.split("."), value
-
-
-def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    for item in overrides:
-        path, value = _parse_override(item)
-        node = data
-        for part in path[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise UserError(f"--set {'.'.join(path)}: '{part}' is not a section")
-            node = child
-        node[path[-1]] = value
-    return data
-
-
 def _format_error(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
@@ -393,7 +361,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> SearchC
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
-        raise UserError(f"config file '{path}' is not valid YAML: {_yaml_problem(exc)}") from None
+        raise UserError(f"config file '{path}' is not valid YAML: {yaml_problem(exc)}") from None
     if not isinstance(data, dict):
         raise UserError(f"config file '{path}' must hold a mapping of sections")
     return validate_config(apply_overrides(data, overrides or []))

@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from orchestrator.cli import main
-from orchestrator.config import apply_overrides, dump_config, load_config, validate_config
+from orchestrator.config import dump_config, load_config, validate_config
+from orchestrator.overrides import apply_overrides
 from trials.errors import UserError
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
