@@ -112,11 +112,11 @@ class LocalCluster:
 
     def __init__(
         self,
+        *,
         workers: int = 2,
         cpus_per_worker: int = 1,
         head_cpus: int = 0,
         dashboard: bool = False,
-        *,
         head_resources: dict[str, float] | None = None,
     ):
         self.workers, self.cpus_per_worker, self.head_cpus, self.dashboard = (
@@ -256,7 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--head-cpus", type=int, default=0)
     parser.add_argument("--dashboard", action="store_true", help="start the dashboard (needed by `prunetune submit`)")
     args = parser.parse_args(argv)
-    with LocalCluster(args.workers, args.cpus_per_worker, args.head_cpus, args.dashboard) as cluster:
+    with LocalCluster(
+        workers=args.workers, cpus_per_worker=args.cpus_per_worker, head_cpus=args.head_cpus, dashboard=args.dashboard
+    ) as cluster:
         print(f"Ray cluster up: head {cluster.address}, {args.workers} workers, token authentication on")
         if "RAY_AUTH_TOKEN" not in os.environ:
             print("Clients need its token: export RAY_AUTH_MODE=token RAY_AUTH_TOKEN=<the token below>")

@@ -74,6 +74,7 @@ class TrackingCallback(Callback):
         total: int,
         baseline: dict,
         spill: Path,
+        *,
         say=print,
         drain_timeout: float = 300.0,
         freeze_every: int = 200,

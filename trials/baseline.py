@@ -120,6 +120,7 @@ def train_baseline(
     data: DataConfig,
     cfg: FinetuneConfig,
     device: torch.device | str = "cpu",
+    *,
     log=print,
     reg: Regularizer | None = None,
     init: nn.Module | None = None,

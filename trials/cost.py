@@ -34,6 +34,7 @@ def measure_latency(
     input_shape: tuple[int, int, int],
     batch_size: int = 64,
     device: torch.device | str | None = None,
+    *,
     warmup: int = 5,
     repeats: int = 20,
 ) -> float:

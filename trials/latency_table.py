@@ -225,6 +225,7 @@ def time_shape(shape: dict, settings: LatencySettings, count: int) -> dict:
 def build_table(
     graph: ChannelGraph,
     settings: LatencySettings,
+    *,
     count: int = 6,
     time_shapes: Callable[[dict[str, dict]], dict[str, dict]] | None = None,
     build: Callable[[ChannelSpec], nn.Module] | None = None,

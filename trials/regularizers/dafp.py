@@ -33,6 +33,7 @@ class DafpSparsity(Regularizer):
 
     def __init__(
         self,
+        *,
         target: float = 0.5,
         threshold: float = 0.05,
         interval: int = 5,

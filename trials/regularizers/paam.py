@@ -67,6 +67,7 @@ class PaamGates(Regularizer):
 
     def __init__(
         self,
+        *,
         weight: float = 1e-3,
         hidden: int = 16,
         init: float = 2.0,
