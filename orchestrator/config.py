@@ -105,8 +105,9 @@ class SearchSection(_Strict):
     warm_start_methods: list[Literal["adapruner", "paam", "sensitivity"]] | None = None
     # front mode: sample each trial's MACs target as a variable of its own and scale its
     # per-layer ratios onto it, so that the trials spread over the whole MACs range (per-layer
-    # ratios drawn independently average out to middling MACs: bench/search_quality.py)
-    front_targets: bool = False
+    # ratios drawn independently average out to middling MACs: bench/search_quality.py).
+    # Default (unset): on in front mode on MACs, off otherwise.
+    front_targets: bool | None = None
     # budget mode: screen candidates by their adaptive-BN score (seconds each) and fine-tune
     # only this share of them, those scoring among the best so far (orchestrator/screen.py)
     screen: float | None = Field(None, gt=0, lt=1)
@@ -118,12 +119,16 @@ class SearchSection(_Strict):
 
     @model_validator(mode="before")
     @classmethod
-    def _default_methods(cls, data):
-        """Unset: budget mode on MACs starts from the sensitivity allocation too (docs/benchmarks.md)."""
-        if isinstance(data, dict) and data.get("warm_start_methods") is None:
-            given = {name: data.get(name, cls.model_fields[name].default) for name in ("mode", "objective")}
-            budget_on_macs = given == {"mode": "budget", "objective": "macs"}
-            data = {**data, "warm_start_methods": ["sensitivity"] if budget_on_macs else []}
+    def _defaults(cls, data):
+        """Unset: budget mode on MACs starts from the sensitivity allocation too, front mode
+        on MACs samples each trial's MACs target (docs/benchmarks.md)."""
+        if not isinstance(data, dict):
+            return data
+        mode, objective = (data.get(name, cls.model_fields[name].default) for name in ("mode", "objective"))
+        if data.get("warm_start_methods") is None:
+            data = {**data, "warm_start_methods": ["sensitivity"] if (mode, objective) == ("budget", "macs") else []}
+        if data.get("front_targets") is None:
+            data = {**data, "front_targets": (mode, objective) == ("front", "macs")}
         return data
 
     @model_validator(mode="after")

@@ -20,12 +20,13 @@ from pathlib import Path
 
 from mlflow.entities import Metric
 
+from orchestrator.settings import TrialSettings
 from orchestrator.tracking import CRITERION, SearchRecord
 
 SEED_STRIDE = 1000  # re-evaluation j fine-tunes with seed search.seed + SEED_STRIDE * (j + 1)
 
 
-def run_one(settings: dict, state, scores, spec: dict, criterion: str, seed: int) -> float:
+def run_one(settings: TrialSettings, state, scores, spec: dict, criterion: str, seed: int) -> float:
     """One re-evaluation: the trial's exact counts, cut by the criterion it used, fine-tuned
     over the data order of ``seed``; its val accuracy."""
     from orchestrator.trainable import trial_config
@@ -51,7 +52,7 @@ def picks(rows: list[dict], top: int) -> list[dict]:
     return sorted(trials, key=lambda r: (r["rank"], -r["val_accuracy"]))[:top]
 
 
-def reevaluate(cfg, record: SearchRecord, settings: dict, state: dict, scores, say=print) -> int:
+def reevaluate(cfg, record: SearchRecord, settings: TrialSettings, state: dict, scores, say=print) -> int:
     """Re-evaluate the top configurations of the search ``record`` holds (read from
     MLflow, as the writer left it); returns how many were re-evaluated."""
     import ray
@@ -62,7 +63,7 @@ def reevaluate(cfg, record: SearchRecord, settings: dict, state: dict, scores, s
     chosen = picks(final.rows(), r.top)
     if not chosen:
         return 0
-    client, default = final.client, settings["trial"]["criterion"]
+    client, default = final.client, settings.criterion
     say(f"reevaluate: the top {len(chosen)} configurations, {r.seeds} more data orders each ...")
     task = ray.remote(num_cpus=cfg.trial.cpu, num_gpus=cfg.trial.gpu, max_retries=cfg.trial.max_failures)(run_one)
     state_ref = ray.put(state)

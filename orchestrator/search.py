@@ -10,7 +10,7 @@ import logging
 import os
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 
 from ray import tune
@@ -27,6 +27,7 @@ from orchestrator.resume import check_new, check_resume, flat_config
 from orchestrator.screen import ScreenScheduler
 from orchestrator.searcher import PrunetuneOptunaSearch, new_searcher
 from orchestrator.sensitivity import log_sensitivity, sensitivity_map
+from orchestrator.settings import trial_settings
 from orchestrator.space import (
     variables,
 )
@@ -39,25 +40,6 @@ from trials.groups import build_graph, check_prunable
 from trials.trial import resolve_device
 
 log = logging.getLogger("prunetune")
-
-
-def _settings(cfg: SearchConfig, var_map: dict) -> dict:
-    t, s = cfg.trial, cfg.search
-    return {
-        "arch": cfg.model.arch,
-        "data": asdict(cfg.data_config()),
-        "variables": var_map,
-        "round_to": s.round_to,
-        "objective": s.objective,
-        "target": s.budget_target if s.mode == "budget" else None,
-        "latency": asdict(cfg.latency.settings()) if s.objective == "latency" else None,
-        "latency_tolerance": cfg.latency.tolerance,
-        "latency_node_resource": cfg.latency.node_resource if s.objective == "latency" else None,
-        "keep_min": s.keep_min,
-        "keep_max": s.keep_max,
-        "trial": {**t.trial_kwargs(s.seed), "screen": s.screen is not None},
-        "device": t.device,
-    }
 
 
 def run_sizes(num_trials: int, per_run: int) -> list[int]:
@@ -152,20 +134,14 @@ def _record(cfg: SearchConfig, base: Baseline, resume: bool, say) -> tuple[Searc
     return record, callback
 
 
-def trainable_settings(cfg: SearchConfig, var_map: dict, table=None) -> dict:
-    """What every trial is run with (``orchestrator.trainable.trial_config`` reads it)."""
-    settings = _settings(cfg, var_map)
-    settings["latency_table"] = table.to_dict() if table is not None else None
-    return settings
-
-
 def _trainable(cfg: SearchConfig, base: Baseline, var_map: dict, record: SearchRecord, resume: bool, table=None):
-    settings = trainable_settings(cfg, var_map, table)
+    settings = trial_settings(cfg, var_map, table)
     if resume:  # trials MLflow holds as finished are replayed from the record, never trained again
-        settings["recorded"] = {
+        recorded = {
             tid: {k: row[k] for k in ("val_accuracy", "macs", "macs_ratio", "params", *ROW_EXTRAS) if k in row}
             for tid, row in record.finished.items()
         }
+        settings = replace(settings, recorded=recorded)
     state = {k: v.detach().clone() for k, v in base.model.state_dict().items()}
     return tune.with_resources(
         tune.with_parameters(
@@ -267,7 +243,7 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
         smap = sensitivity_map(cfg, base, graph, say)
         log_sensitivity(record.client, record.parent_run_id, smap)
     trainable = _trainable(cfg, base, var_map, record, resume, table)
-    settings = trainable_settings(cfg, var_map, table)
+    settings = trial_settings(cfg, var_map, table)
     t0, started_at = time.perf_counter(), time.time()
     try:
         _tune_runs(cfg, resume, trainable, callback, lambda: new_searcher(cfg, base, graph, var_map, smap), say)

@@ -14,8 +14,8 @@ import ray
 from ray import tune
 
 from orchestrator import faults
+from orchestrator.settings import TrialSettings
 from orchestrator.space import REUSE, TARGET, group_ratios
-from trials.data import DataConfig
 from trials.errors import TrialFailed, UserError
 from trials.latency import LatencySettings
 from trials.trial import TrialConfig, run_trial
@@ -47,36 +47,42 @@ def node_timer(resource: str, settings: LatencySettings, nodes: list[str]):
     return timer
 
 
-def trial_config(s: dict, baseline_state, scores: dict | None, *, keep=None, timed_on: list | None = None):
+def trial_config(s: TrialSettings, baseline_state, scores: dict | None, *, keep=None, timed_on: list | None = None):
     """The ``TrialConfig`` the search's settings ``s`` make, for the keep ratios ``keep``
-    (budget mode scales them onto ``s['target']``)."""
-    latency = LatencySettings(**s["latency"]) if s["latency"] else None
-    resource = s.get("latency_node_resource")
+    (budget mode scales them onto ``s.target``)."""
+    timer = None
+    if s.latency is not None and s.latency_node_resource:
+        timer = node_timer(s.latency_node_resource, s.latency, timed_on if timed_on is not None else [])
     return TrialConfig(
-        arch=s["arch"],
+        arch=s.arch,
         baseline=baseline_state,
-        data=DataConfig(**s["data"]),
+        data=s.data,
         keep=keep,
-        round_to=s["round_to"],
-        objective=s["objective"],
-        target=s["target"],
-        latency=latency,
-        timer=node_timer(resource, latency, timed_on if timed_on is not None else []) if latency and resource else None,
-        latency_table=s["latency_table"],
-        latency_tolerance=s["latency_tolerance"],
-        keep_min=s["keep_min"],
-        keep_max=s["keep_max"],
+        round_to=s.round_to,
+        objective=s.objective,
+        target=s.target,
+        latency=s.latency,
+        timer=timer,
+        latency_table=s.latency_table,
+        latency_tolerance=s.latency_tolerance,
+        keep_min=s.keep_min,
+        keep_max=s.keep_max,
         learned_scores=scores,
-        device=s["device"],
-        **s["trial"],
+        device=s.device,
+        criterion=s.criterion,
+        auto_batches=s.auto_batches,
+        adaptive_bn_batches=s.adaptive_bn_batches,
+        evaluation=s.evaluation,
+        screen=s.screen,
+        regularizer=s.regularizer,
+        regularizer_options=s.regularizer_options,
+        finetune=s.finetune,
     )
 
 
-def trainable(
-    config: dict, baseline_state: dict | None = None, settings: dict | None = None, scores: dict | None = None
-) -> None:
+def trainable(config: dict, baseline_state: dict, settings: TrialSettings, scores: dict | None = None) -> None:
     s = settings
-    recorded = s.get("recorded", {}).get(tune.get_context().get_trial_id())
+    recorded = s.recorded.get(tune.get_context().get_trial_id())
     if recorded is not None:  # finished before the driver died, after Tune's last snapshot
         tune.report({**recorded, "final": 1, "replayed": 1})
         return
@@ -84,8 +90,8 @@ def trainable(
         tune.report({**config[REUSE], "final": 1})
         return
     timed_on: list[str] = []  # nodes latency was measured on (latency.node_resource)
-    tc = trial_config(s, baseline_state, scores, keep=group_ratios(config, s["variables"]), timed_on=timed_on)
-    tc.target = config.get(TARGET, s["target"])  # front_targets: sampled per trial
+    tc = trial_config(s, baseline_state, scores, keep=group_ratios(config, s.variables), timed_on=timed_on)
+    tc.target = config.get(TARGET, s.target)  # front_targets: sampled per trial
     trial_id = tune.get_context().get_trial_id()
 
     def report(metrics: dict) -> None:

@@ -186,3 +186,19 @@ def test_budget_mode_on_macs_starts_from_the_sensitivity_allocation_unless_told_
     assert methods(mode="budget", macs_target=0.5, warm_start_methods=["adapruner"]) == ["adapruner"]
     sens = validate_config({"name": "x", "model": {"arch": "resnet20"}}).sensitivity
     assert (sens.levels, sens.val_batches) == (2, 2)
+
+
+def test_front_mode_on_macs_samples_each_trials_target_unless_told_otherwise():
+    """Front mode covers the whole MACs range by default; budget mode cannot (refused when
+    asked), and other objectives keep per-layer ratios alone unless asked."""
+
+    def targets(**search):
+        return validate_config({"name": "x", "model": {"arch": "resnet20"}, "search": search}).search.front_targets
+
+    assert targets() is True
+    assert targets(front_targets=False) is False
+    assert targets(objective="params") is False
+    assert targets(objective="params", front_targets=True) is True
+    assert targets(mode="budget", macs_target=0.5) is False
+    with pytest.raises(UserError, match="front_targets"):
+        targets(mode="budget", macs_target=0.5, front_targets=True)

@@ -89,7 +89,7 @@ def test_front_targets_add_a_macs_target_variable_and_give_warm_starts_their_own
         apply_spec(pruned, spec, "l1")
         assert abs(p[TARGET] - count_cost(pruned.model, (1, 32, 32)).macs / full) <= 0.011
     assert points[-1][TARGET] == 1.0 and 0.2 < points[0][TARGET] < 0.3  # keep 0.5 everywhere: about a quarter
-    plain = validate_config({"name": "t", "search": {"granularity": "stage"}})
+    plain = validate_config({"name": "t", "search": {"granularity": "stage", "front_targets": False}})
     assert TARGET not in search_space(plain, list(var_map))
     assert with_targets(plain, graph, var_map, points[:1]) == points[:1]
     with pytest.raises(Exception, match="front_targets"):
