@@ -7,6 +7,7 @@ the inside of prunetune never re-checks a config.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -205,16 +206,15 @@ class TrialSection(_Strict):
         }
 
     def finetune(self, seed: int) -> FinetuneConfig:
-        return FinetuneConfig(
-            epochs=self.epochs,
-            steps=self.steps,
-            lr=self.lr,
-            momentum=self.momentum,
-            weight_decay=self.weight_decay,
-            schedule=self.schedule,
-            label_smoothing=self.label_smoothing,
-            seed=seed,
-        )
+        return carry(self, FinetuneConfig, seed=seed)
+
+
+def carry(section: BaseModel, cls, **extra):
+    """The dataclass ``cls`` (a ``trials`` setting) from the section's fields of the same
+    name, plus ``extra``: the config validates, the dataclass is what runs, and no field is
+    copied by hand (tests/orchestrator/test_config.py checks that none is left behind)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: getattr(section, k) for k in type(section).model_fields if k in names}, **extra)
 
 
 class SensitivitySection(_Strict):
@@ -254,7 +254,7 @@ class LatencySection(_Strict):
         return self
 
     def settings(self) -> LatencySettings:
-        return LatencySettings(self.runtime, self.device, self.batch_size, self.threads, self.warmup, self.repeats)
+        return carry(self, LatencySettings)
 
 
 class TrackingSection(_Strict):
@@ -305,17 +305,7 @@ class SearchConfig(_Strict):
         return self
 
     def data_config(self, batch_size: int | None = None) -> DataConfig:
-        d = self.data
-        return DataConfig(
-            name=d.name,
-            root=d.root,
-            image_size=d.image_size,
-            val_fraction=d.val_fraction,
-            train_fraction=d.train_fraction,
-            seed=d.seed,
-            batch_size=batch_size or self.trial.batch_size,
-            num_workers=d.num_workers,
-        )
+        return carry(self.data, DataConfig, batch_size=batch_size or self.trial.batch_size)
 
     def storage_uri(self) -> str:
         """Ray Tune's / Ray Train's storage path: a URI, or an absolute local path."""

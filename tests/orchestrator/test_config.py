@@ -202,3 +202,26 @@ def test_front_mode_on_macs_samples_each_trials_target_unless_told_otherwise():
     assert targets(mode="budget", macs_target=0.5) is False
     with pytest.raises(UserError, match="front_targets"):
         targets(mode="budget", macs_target=0.5, front_targets=True)
+
+
+def test_every_section_field_a_trials_setting_shares_reaches_it():
+    """The data and trial sections build DataConfig and FinetuneConfig by field name: a
+    value set in the config is the value a trial runs with, for every shared field."""
+    import dataclasses
+
+    from trials.data import DataConfig
+    from trials.train import FinetuneConfig
+
+    data = {"root": "/x", "image_size": 24, "val_fraction": 0.3, "train_fraction": 0.5, "seed": 7, "num_workers": 1}
+    trial = {"epochs": 3.5, "lr": 0.03, "momentum": 0.8, "weight_decay": 1e-3, "schedule": "step"}
+    trial |= {"label_smoothing": 0.1, "batch_size": 16}
+    cfg = validate_config({"name": "x", "data": {"name": "synthetic", **data}, "trial": trial})
+    d, ft = cfg.data_config(), cfg.trial.finetune(seed=5)
+    assert {k: getattr(d, k) for k in data} == data and d.batch_size == 16 and d.name == "synthetic"
+    assert {k: getattr(ft, k) for k in trial if k != "batch_size"} == {
+        k: v for k, v in trial.items() if k != "batch_size"
+    }
+    assert ft.seed == 5
+    shared = {f.name for f in dataclasses.fields(FinetuneConfig)} & set(type(cfg.trial).model_fields)
+    assert shared == {"epochs", "steps", "lr", "momentum", "weight_decay", "schedule", "label_smoothing"}
+    assert {f.name for f in dataclasses.fields(DataConfig)} >= set(type(cfg.data).model_fields)
