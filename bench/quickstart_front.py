@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import statistics
 import subprocess
 import sys
@@ -61,7 +62,8 @@ def compare(workdir: Path, name: str, uri: str, extra: list[str], seeds: int) ->
     sets = [e for flag, e in zip(extra[::2], extra[1::2]) if flag == "--set"]
     cfg = load_config(CONFIG, [*sets, f"name={name}", f"storage={workdir}/runs", f"tracking.uri={uri}"])
     base = prepare_baseline(cfg, "cpu", say=lambda _t: None)  # the search's cached baseline
-    graph = build_graph(base.model, (base.info.in_channels, base.info.image_size, base.info.image_size), cfg.model.arch)
+    info = base.info
+    graph = build_graph(base.model, (info.in_channels, info.input_size, info.input_size), info.arch)
     settings = trial_settings(cfg, variables(graph.groups, cfg.search.granularity))
     state = {k: v.detach().clone() for k, v in base.model.state_dict().items()}
     client = client_for(uri)
@@ -131,13 +133,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--set", action="append", default=[], help="override the quickstart config (repeatable)")
+    ap.add_argument("--reuse", help="a finished run's folder under runs/bench/quickstart_front: compare only")
     args = ap.parse_args()
     extra = [x for s in args.set for x in ("--set", s)]
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    workdir = ROOT / "runs" / "bench" / "quickstart_front" / stamp
-    workdir.mkdir(parents=True)
     name = "quickstart"
-    seconds, uri = run_quickstart(workdir, name, extra)
+    if args.reuse:
+        workdir = Path(args.reuse).resolve()
+        seconds, uri = json.loads((workdir / "seconds.json").read_text()), f"sqlite:///{workdir}/mlflow.db"
+    else:
+        workdir = ROOT / "runs" / "bench" / "quickstart_front" / time.strftime("%Y%m%d-%H%M%S")
+        workdir.mkdir(parents=True)
+        seconds, uri = run_quickstart(workdir, name, extra)
+        (workdir / "seconds.json").write_text(json.dumps(seconds))
     rows, _ = read_front(uri, name)
     front = [r for r in rows if r["pareto"]]
     torch.set_num_threads(1)

@@ -27,12 +27,16 @@ from pathlib import Path
 
 RAY = str(Path(sys.executable).parent / "ray")
 STARTUP_TIMEOUT = "timed out during startup"  # Ray's message when a node misses its 30 s registration
+# a head's GCS that could not bind its port: a free port taken by another process between
+# free_port() and Ray's bind (another cluster starting on the machine); a new port is tried
+GCS_FAILED = "Failed to start GCS"
 START_ATTEMPTS = 3
 START_BACKOFF_S = 2.0  # times the attempt number
 
 
 class StartTimeout(RuntimeError):
-    """A node did not register with the GCS in time (the machine was loaded)."""
+    """A node did not register with the GCS in time (the machine was loaded), or a head's
+    GCS did not start: worth another try, on new ports."""
 
 
 def free_port() -> int:
@@ -162,12 +166,14 @@ class LocalCluster:
             timeout=300,
         )
         if done.returncode != 0:
-            error = StartTimeout if STARTUP_TIMEOUT in done.stdout + done.stderr else RuntimeError
+            said = done.stdout + done.stderr
+            error = StartTimeout if STARTUP_TIMEOUT in said or GCS_FAILED in said else RuntimeError
             raise error(f"ray start {' '.join(args)} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
 
     def _start_node(self, start, cleanup) -> None:
         """Run ``start``; when the node times out registering with the GCS (Ray waits a fixed
-        30 s, which a loaded machine can exceed), ``cleanup`` what it left and try again."""
+        30 s, which a loaded machine can exceed) or the head's GCS fails to start, ``cleanup``
+        what it left and try again."""
         for attempt in range(1, START_ATTEMPTS + 1):
             try:
                 return start()
