@@ -53,43 +53,64 @@ def picks(rows: list[dict], top: int) -> list[dict]:
 
 
 def reevaluate(cfg, record: SearchRecord, settings: TrialSettings, state: dict, scores, say=print) -> int:
-    """Re-evaluate the top configurations of the search ``record`` holds (read from
-    MLflow, as the writer left it); returns how many were re-evaluated."""
+    """Re-evaluate the top configurations of the search ``record`` holds as Ray tasks over
+    the cluster (``rounds`` says which); returns how many were re-evaluated."""
     import ray
 
     r = cfg.search.reevaluate
-    final = SearchRecord(record.uri, record.experiment, record.parent_run_id, record.objective)
-    final.baseline = record.baseline
-    chosen = picks(final.rows(), r.top)
-    if not chosen:
-        return 0
-    client, default = final.client, settings.criterion
-    say(f"reevaluate: the top {len(chosen)} configurations, {r.seeds} more data orders each ...")
     task = ray.remote(num_cpus=cfg.trial.cpu, num_gpus=cfg.trial.gpu, max_retries=cfg.trial.max_failures)(run_one)
     state_ref = ray.put(state)
-    refs = {}
+
+    def run_all(jobs: list[tuple[dict, str, int]]) -> list[float]:
+        return ray.get([task.remote(settings, state_ref, scores, *job) for job in jobs])
+
+    return rounds(record, r.top, r.seeds, cfg.search.seed, run_all, settings.criterion, say)
+
+
+def rounds(record: SearchRecord, top: int, seeds: int, seed: int, run_all, default_criterion: str, say=print) -> int:
+    """Up to ``top`` configurations of the search ``record`` holds (read from MLflow, as the
+    writer left it), each fine-tuned over ``seeds`` more data orders by ``run_all`` (a list
+    of (spec, criterion, seed) -> val accuracies), in rounds: a lucky point re-evaluated
+    below its single draw leaves the front, and a configuration that comes onto it in its
+    place is re-evaluated next, so the front a user reads is of means wherever the budget
+    reaches. Returns how many were re-evaluated."""
+    left, done = top, 0
+    while left > 0:
+        final = SearchRecord(record.uri, record.experiment, record.parent_run_id, record.objective)
+        final.baseline = record.baseline
+        rows = picks(final.rows(), left)  # the front first, then the most accurate
+        chosen = [row for row in rows if row["pareto"]] or rows
+        if not chosen:
+            break
+        what = f"{len(chosen)} more" if done else f"the top {len(chosen)} configurations"
+        say(f"reevaluate: {what}, {seeds} more data orders each ...")
+        _round(final.client, chosen, seeds, seed, run_all, default_criterion, say)
+        left, done = left - len(chosen), done + len(chosen)
+    return done
+
+
+def _round(client, chosen: list[dict], seeds: int, seed: int, run_all, default_criterion: str, say) -> None:
+    """One round: every chosen configuration's fine-tunes run at once, their values, mean
+    and spread logged to its trial run."""
+    jobs = []
     with tempfile.TemporaryDirectory() as tmp:
         for row in chosen:
             run = client.get_run(row["run_id"])
             spec = json.loads(Path(client.download_artifacts(row["run_id"], "spec.json", tmp)).read_text())
-            criterion = run.data.tags.get(CRITERION, default)
-            for j in range(r.seeds):
-                seed = cfg.search.seed + SEED_STRIDE * (j + 1)
-                refs[(row["run_id"], j)] = task.remote(settings, state_ref, scores, spec, criterion, seed)
-    values = dict(zip(refs, ray.get(list(refs.values()))))
+            criterion = run.data.tags.get(CRITERION, default_criterion)
+            jobs += [(spec, criterion, seed + SEED_STRIDE * (j + 1)) for j in range(seeds)]
+    values = iter(run_all(jobs))
     now = int(time.time() * 1000)
     for row in chosen:
-        got = [values[(row["run_id"], j)] for j in range(r.seeds)]
+        got = [next(values) for _ in range(seeds)]
         mean, sd = statistics.mean(got), statistics.stdev(got)
         metrics = [Metric("val_accuracy_reeval", v, now, j) for j, v in enumerate(got)]
         metrics += [
             Metric("val_accuracy_mean", mean, now, 0),
             Metric("val_accuracy_std", sd, now, 0),
-            Metric("reevaluations", float(r.seeds), now, 0),
+            Metric("reevaluations", float(seeds), now, 0),
         ]
         client.log_batch(row["run_id"], metrics=metrics)
         say(
-            f"  trial {row['trial']}: val_acc {row['val_accuracy']:.4f} in the search, "
-            f"{mean:.4f} +- {sd:.4f} over {r.seeds} more data orders"
+            f"  trial {row['trial']}: val_acc {row['val_accuracy']:.4f} in the search, {mean:.4f} +- {sd:.4f} over {seeds} more data orders"
         )
-    return len(chosen)
