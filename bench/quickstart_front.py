@@ -74,7 +74,9 @@ def compare(workdir: Path, name: str, uri: str, extra: list[str], seeds: int) ->
         own, uni = [], []
         for seed in range(seeds):
             tc = trial_config(settings, state, None)
-            ft = dataclasses.replace(tc.finetune, seed=5000 + seed)  # other data orders than the search's (and its reevaluation)
+            ft = dataclasses.replace(
+                tc.finetune, seed=5000 + seed
+            )  # other data orders than the search's (and its reevaluation)
             own.append(run_trial(dataclasses.replace(tc, spec=spec, finetune=ft))["val_accuracy"])
             uniform = dataclasses.replace(tc, keep=1.0, objective="macs", target=r["macs_ratio"], finetune=ft)
             got = run_trial(uniform)
