@@ -112,5 +112,6 @@ def _round(client, chosen: list[dict], seeds: int, seed: int, run_all, default_c
         ]
         client.log_batch(row["run_id"], metrics=metrics)
         say(
-            f"  trial {row['trial']}: val_acc {row['val_accuracy']:.4f} in the search, {mean:.4f} +- {sd:.4f} over {seeds} more data orders"
+            f"  trial {row['trial']}: val_acc {row['val_accuracy']:.4f} in the search, "
+            f"{mean:.4f} +- {sd:.4f} over {seeds} more data orders"
         )

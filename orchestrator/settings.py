@@ -17,30 +17,34 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, kw_only=True)
 class TrialSettings:
+    """Named as ``trials.TrialConfig`` names them wherever the two share a field, so
+    ``orchestrator.trainable.trial_config`` carries them over by name; every value comes
+    from the config (``trial_settings``), so none has a default of its own here."""
+
     arch: str
     data: DataConfig
     variables: Mapping[str, list[str]]  # a search variable -> the channel groups it sets
     device: str
     # the cut: how ratios become counts, and what budget mode scales them onto
-    round_to: int = 1
-    objective: str = "macs"
-    target: float | None = None  # budget mode: a fraction of the baseline's objective
-    keep_min: float = 0.05
-    keep_max: float = 1.0
+    round_to: int
+    objective: str
+    target: float | None  # budget mode: a fraction of the baseline's objective
+    keep_min: float
+    keep_max: float
     # how a trial prunes, scores and fine-tunes (the config's trial section)
-    criterion: str = "l1"
-    auto_batches: int = 4
-    adaptive_bn_batches: int = 0
-    evaluation: str = "finetune"
-    regularizer: str = "none"
-    regularizer_options: Mapping[str, float] = field(default_factory=dict)
-    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
-    screen: bool = False  # report the adaptive-BN score first (search.screen)
+    criterion: str
+    auto_batches: int
+    adaptive_bn_batches: int
+    evaluation: str
+    regularizer: str
+    regularizer_options: Mapping[str, float]
+    finetune: FinetuneConfig
+    screen: bool  # report the adaptive-BN score first (search.screen)
     # latency, with objective latency: where and how it is timed, and the model predicting it
-    latency: LatencySettings | None = None
-    latency_tolerance: float = 0.05
-    latency_node_resource: str | None = None
-    latency_table: Mapping | None = None
+    latency: LatencySettings | None
+    latency_tolerance: float
+    latency_node_resource: str | None
+    latency_table: Mapping | None
     # on --resume: what MLflow holds of trials finished after Tune's last snapshot, by trial id
     recorded: Mapping[str, dict] = field(default_factory=dict)
 
