@@ -50,6 +50,7 @@ from orchestrator.space import (
     variables,
     warm_levels,
     warm_start_points,
+    with_spread,
     with_targets,
 )
 from trials.baseline import ModelInfo, train_baseline
@@ -137,7 +138,7 @@ class Bench:
             directions=["maximize"] if budget else ["maximize", "minimize"],
         )
         warm = warm_start_points(self.names, warm_levels(sec), KEEP_MIN, KEEP_MAX, KEEP_STEP)
-        for point in with_targets(cfg, self.graph, self.var_map, warm):
+        for point in with_targets(cfg, self.graph, self.var_map, with_spread(cfg, warm)):
             study.enqueue_trial(point)
         space = search_space(cfg, self.names)
         rows = []

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from orchestrator.overrides import apply_overrides, yaml_problem
 from trials.criteria import CRITERIA
@@ -109,6 +109,11 @@ class SearchSection(_Strict):
     # ratios drawn independently average out to middling MACs: bench/search_quality.py).
     # Default (unset): on in front mode on MACs, off otherwise.
     front_targets: bool | None = None
+    # a variable of its own, 0 to 1, for how far a trial's per-layer ratios depart from the
+    # uniform cut (0: every ratio at their mean, 1: as sampled); the uniform warm starts sit
+    # at 0, so the sampler starts from uniform and moves away only as far as val pays for.
+    # Default (unset): on where front_targets is (docs/quickstart.md)
+    spread: bool | None = None
     # budget mode: screen candidates by their adaptive-BN score (seconds each) and fine-tune
     # only this share of them, those scoring among the best so far (orchestrator/screen.py)
     screen: float | None = Field(None, gt=0, lt=1)
@@ -130,6 +135,8 @@ class SearchSection(_Strict):
             data = {**data, "warm_start_methods": ["sensitivity"] if (mode, objective) == ("budget", "macs") else []}
         if data.get("front_targets") is None:
             data = {**data, "front_targets": (mode, objective) == ("front", "macs")}
+        if data.get("spread") is None:
+            data = {**data, "spread": bool(data["front_targets"])}
         return data
 
     @model_validator(mode="after")
@@ -281,6 +288,13 @@ class SearchConfig(_Strict):
     # results outlive the head. With a URI, the driver's own files (the trained baseline
     # cache, the MLflow spill file) go under ./runs/name on the driver.
     storage: str = "runs"
+    # the dotted keys the user gave (file and --set), when read by load_config; None: unknown,
+    # every setting counts as given. A --resume keeps the stored value of any other setting.
+    _given: frozenset[str] | None = PrivateAttr(default=None)
+
+    @property
+    def given(self) -> frozenset[str] | None:
+        return self._given
 
     @model_validator(mode="after")
     def _methods(self) -> SearchConfig:
@@ -359,7 +373,19 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> SearchC
         raise UserError(f"config file '{path}' is not valid YAML: {yaml_problem(exc)}") from None
     if not isinstance(data, dict):
         raise UserError(f"config file '{path}' must hold a mapping of sections")
-    return validate_config(apply_overrides(data, overrides or []))
+    data = apply_overrides(data, overrides or [])
+    cfg = validate_config(data)
+    cfg._given = frozenset(k for k, v in flat_config(data).items() if v is not None)
+    return cfg
+
+
+def flat_config(d: dict, prefix: str = "") -> dict:
+    """A nested config as dotted keys, e.g. {'search.sampler': 'tpe'}."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        out.update(flat_config(v, key + ".") if isinstance(v, dict) else {key: v})
+    return out
 
 
 def dump_config(cfg: SearchConfig) -> str:

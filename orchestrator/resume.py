@@ -4,18 +4,12 @@ baseline is trained or cluster joined."""
 
 from __future__ import annotations
 
-from orchestrator.config import SearchConfig
+import ast
+
+from orchestrator.config import SearchConfig, flat_config, validate_config
 from orchestrator.readback import stored_config, stored_search
 from orchestrator.tracking import param_value
 from trials.errors import UserError
-
-
-def flat_config(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        out.update(flat_config(v, key + ".") if isinstance(v, dict) else {key: v})
-    return out
 
 
 # What may differ between a search and its --resume: where it runs and records, and the
@@ -36,24 +30,52 @@ def resume_changes(stored: dict[str, str], flat: dict) -> list[str]:
     """The settings of ``flat`` that differ from a stored search's params (as MLflow holds
     them: strings), other than those a resume may change."""
     return [
-        f"{k} {stored[k]} -> {v}"
-        for k, v in flat.items()
-        if k in stored and not k.startswith(RESUMABLE) and stored[k] != param_value(v)
+        k for k, v in flat.items() if k in stored and not k.startswith(RESUMABLE) and stored[k] != param_value(v)
     ]
 
 
-def check_resume(cfg: SearchConfig) -> None:
-    """Refuse to resume a search under a config it did not start with (exit 2), before
-    any baseline is trained or cluster joined."""
-    stored = stored_config(cfg.tracking.uri, cfg.name, cfg.storage_uri())
-    changes = resume_changes(stored or {}, flat_config(cfg.model_dump(mode="json")))
-    if changes:
+def _parsed(text: str):
+    """A stored param back as the value it was (``str()`` of a bool, number, list or None)."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _with_stored(cfg: SearchConfig, stored: dict[str, str], keys: list[str]) -> SearchConfig:
+    data = cfg.model_dump(mode="json")
+    for key in keys:
+        *path, last = key.split(".")
+        node = data
+        for part in path:
+            node = node[part]
+        node[last] = _parsed(stored[key])
+    kept = validate_config(data)
+    kept._given = cfg.given
+    return kept
+
+
+def resume_config(cfg: SearchConfig, say=print) -> SearchConfig:
+    """The config a ``--resume`` runs under: the stored search's, where the user left a
+    setting unset and its default has changed since (a default is not a choice); refused
+    (exit 2) where the user set something else than the search started with. Checked
+    before any baseline is trained or cluster joined."""
+    stored = stored_config(cfg.tracking.uri, cfg.name, cfg.storage_uri()) or {}
+    changes = resume_changes(stored, flat_config(cfg.model_dump(mode="json")))
+    given = cfg.given
+    refused = [k for k in changes if given is None or k in given]
+    if refused:
+        flat = flat_config(cfg.model_dump(mode="json"))
         raise UserError(
             f"--resume: the config differs from the one the search stored at {cfg.storage_uri()} started with: "
-            + "; ".join(changes)
+            + "; ".join(f"{k} {stored[k]} -> {flat[k]}" for k in refused)
             + ". A resumed search runs its own config (only cluster, tracking, the trials' resources and "
             "data.root may change); to change it, start a new search (another name or storage)"
         )
+    if not changes:
+        return cfg
+    say("--resume: kept the search's own " + ", ".join(f"{k}={stored[k]}" for k in changes) + " (unset here)")
+    return _with_stored(cfg, stored, changes)
 
 
 def _tune_dirs(cfg: SearchConfig) -> list[str]:

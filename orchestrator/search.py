@@ -19,11 +19,11 @@ from cluster.connect import connect
 from orchestrator import progress
 from orchestrator.axis import ROW_EXTRAS
 from orchestrator.baseline import Baseline, prepare_baseline
-from orchestrator.config import SearchConfig, dump_config
+from orchestrator.config import SearchConfig, dump_config, flat_config
 from orchestrator.latency import latency_table, log_latency_model, resolve_round_to
 from orchestrator.progress import TrackingCallback
 from orchestrator.reevaluate import reevaluate
-from orchestrator.resume import check_new, check_resume, flat_config
+from orchestrator.resume import check_new, resume_config
 from orchestrator.screen import ScreenScheduler
 from orchestrator.searcher import PrunetuneOptunaSearch, new_searcher
 from orchestrator.sensitivity import log_sensitivity, sensitivity_map
@@ -93,11 +93,12 @@ def check_node_resource(cfg: SearchConfig) -> None:
         )
 
 
-def _prepare(cfg: SearchConfig, resume: bool, say) -> tuple[Baseline, object, dict]:
-    """Every check that can refuse the search, then the baseline and its channel groups."""
+def _prepare(cfg: SearchConfig, resume: bool, say) -> tuple[SearchConfig, Baseline, object, dict]:
+    """Every check that can refuse the search, then the baseline and its channel groups
+    (and the config it runs under: a resume keeps the search's own unset settings)."""
     check_prunable(cfg.model.arch)
     if resume:
-        check_resume(cfg)
+        cfg = resume_config(cfg, say)
         if spill_of(cfg).path.is_file():  # what an outage left behind goes to MLflow first
             sync(cfg.name, cfg.storage_dir().parent, cfg.tracking.uri, say)
     else:
@@ -111,7 +112,7 @@ def _prepare(cfg: SearchConfig, resume: bool, say) -> tuple[Baseline, object, di
     say(f"baseline: val_accuracy {m['val_accuracy']:.4f}, MACs {m['macs'] / 1e6:.2f} M")
     info = base.info
     graph = build_graph(base.model, (info.in_channels, info.input_size, info.input_size), info.arch)
-    return base, graph, variables(graph.groups, cfg.search.granularity)
+    return cfg, base, graph, variables(graph.groups, cfg.search.granularity)
 
 
 def _record(cfg: SearchConfig, base: Baseline, resume: bool, say) -> tuple[SearchRecord, TrackingCallback]:
@@ -228,7 +229,7 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
     ``TrackingOutage`` when MLflow is gone at the end.
     """
     _tune_env()
-    base, graph, var_map = _prepare(cfg, resume, say)
+    cfg, base, graph, var_map = _prepare(cfg, resume, say)
     table = check = None
     if cfg.search.objective == "latency":  # a Ray task where trials run, cached
         table, check = latency_table(cfg, base, say)

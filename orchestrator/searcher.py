@@ -17,7 +17,15 @@ from orchestrator.axis import axis
 from orchestrator.baseline import Baseline, method_points
 from orchestrator.config import SearchConfig
 from orchestrator.noise import quiet_optuna
-from orchestrator.space import REUSE, dedup, search_space, warm_levels, warm_start_points, with_targets
+from orchestrator.space import (
+    REUSE,
+    dedup,
+    search_space,
+    warm_levels,
+    warm_start_points,
+    with_spread,
+    with_targets,
+)
 from orchestrator.tracking import FINAL_METRICS
 
 # what a reused trial reports: the stored trial's final metrics and spec (its time is 0)
@@ -88,5 +96,5 @@ def new_searcher(cfg: SearchConfig, base: Baseline, graph, var_map: dict, smap=N
         metric=metric,
         mode=mode,
         sampler=sampler(cfg),
-        points_to_evaluate=dedup(with_targets(cfg, graph, var_map, points)),
+        points_to_evaluate=dedup(with_targets(cfg, graph, var_map, with_spread(cfg, points))),
     )

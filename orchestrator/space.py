@@ -53,9 +53,17 @@ def suggest_ratios(trial: optuna.Trial, names: list[str], low: float, high: floa
     return {n: trial.suggest_float(n, low, upper, step=step) for n in names}
 
 
+SPREAD = "spread"  # search.spread: how far the ratios depart from their mean (0: uniform, 1: as sampled)
+
+
 def group_ratios(params: Mapping[str, float], var_to_groups: Mapping[str, list[str]]) -> dict[str, float]:
-    """Expand sampled variables into a keep ratio per group."""
-    return {g: float(params[v]) for v, gs in var_to_groups.items() for g in gs}
+    """Expand sampled variables into a keep ratio per group; with ``spread`` among the
+    params, each ratio is first pulled towards the variables' mean (``search.spread``)."""
+    ratios = {v: float(params[v]) for v in var_to_groups}
+    if SPREAD in params:
+        mean = sum(ratios.values()) / len(ratios)
+        ratios = {v: mean + float(params[SPREAD]) * (r - mean) for v, r in ratios.items()}
+    return {g: ratios[v] for v, gs in var_to_groups.items() for g in gs}
 
 
 def warm_start_points(names: list[str], levels: list[float], low: float, high: float, step: float) -> list[dict]:
@@ -92,7 +100,17 @@ def search_space(cfg: SearchConfig, names: list[str]) -> dict:
     space = distributions(names, s.keep_min, s.keep_max, s.keep_step)
     if s.front_targets:  # front mode only (the config says so)
         space[TARGET] = target_distribution(s.keep_min)
+    if s.spread:
+        space[SPREAD] = optuna.distributions.FloatDistribution(0.0, 1.0, step=0.05)
     return space
+
+
+def with_spread(cfg: SearchConfig, points: list[dict]) -> list[dict]:
+    """search.spread: the uniform warm starts at spread 0 (where the sampler starts from),
+    the methods' allocations at 1 (as they are)."""
+    if not cfg.search.spread:
+        return points
+    return [{**p, SPREAD: 0.0 if len({v for k, v in p.items() if k != TARGET}) == 1 else 1.0} for p in points]
 
 
 def with_targets(cfg: SearchConfig, graph, var_map: dict[str, list[str]], points: list[dict]) -> list[dict]:

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from orchestrator.cli import main
+from trials.errors import UserError
 
 
 def test_inspect_lists_groups_with_macs(capsys):
@@ -42,7 +43,7 @@ def test_submit_refuses_bad_input_before_contacting_a_cluster(tmp_path, capsys):
 
 def test_resume_refuses_a_changed_config_before_any_work(tmp_path, capsys, monkeypatch):
     from orchestrator.config import dump_config, load_config
-    from orchestrator.resume import flat_config as _flat
+    from orchestrator.config import flat_config as _flat
     from orchestrator.tracking import SearchRecord
 
     monkeypatch.chdir(tmp_path)
@@ -67,7 +68,32 @@ def test_resume_ignores_settings_the_stored_search_predates_and_where_it_runs():
     stored = {"search.num_trials": "8", "cluster.address": "10.0.0.1:6379", "data.root": "/a"}
     now = {"search.num_trials": 8, "search.added_later": 1, "cluster.address": None, "data.root": "/b"}
     assert resume_changes(stored, now) == []
-    assert resume_changes(stored, {**now, "search.num_trials": 9}) == ["search.num_trials 8 -> 9"]
+    assert resume_changes(stored, {**now, "search.num_trials": 9}) == ["search.num_trials"]
+
+
+def test_resume_keeps_the_stored_value_of_a_setting_left_unset_whose_default_changed(tmp_path):
+    """A search started when front_targets and spread defaulted to off resumes under them,
+    not under today's defaults; a setting the user gives is still checked."""
+    from orchestrator.config import dump_config, flat_config, load_config
+    from orchestrator.resume import resume_config
+    from orchestrator.tracking import SearchRecord
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    path = tmp_path / "s.yaml"
+    path.write_text(f"name: rd\nstorage: {tmp_path}/runs\ntracking: {{uri: '{uri}'}}\n")
+    old = load_config(path, ["search.front_targets=false", "search.spread=false"])  # the old defaults
+    record = SearchRecord.open(uri, "rd", old.storage_uri(), resume=False)
+    record.log_config(dump_config(old), flat_config(old.model_dump(mode="json")))
+
+    now = load_config(path, [])
+    assert now.search.front_targets and now.search.spread  # today's defaults
+    said = []
+    kept = resume_config(now, say=said.append)
+    assert (kept.search.front_targets, kept.search.spread) == (False, False)
+    assert "search.front_targets=False" in said[0]
+    assert kept.given == now.given and kept.trial == now.trial
+    with pytest.raises(UserError, match="search.spread False -> True"):
+        resume_config(load_config(path, ["search.spread=true"]))  # given, so a change
 
 
 def test_an_unreachable_or_mistyped_tracking_uri_is_one_line(tmp_path, capsys, monkeypatch):

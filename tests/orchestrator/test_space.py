@@ -127,3 +127,28 @@ def test_the_screen_keeps_the_promising_and_stops_the_rest():
     trial = type("T", (), {"trial_id": "x"})()
     assert sched.on_trial_result(None, trial, {"val_accuracy": -1.0, "epoch": 1}) == TrialScheduler.CONTINUE
     assert sched.on_trial_result(None, trial, {"val_accuracy": -1.0, "fidelity": 0}) == TrialScheduler.STOP
+
+
+def test_spread_pulls_the_ratios_towards_their_mean_and_warm_starts_begin_at_uniform():
+    from orchestrator.config import validate_config
+    from orchestrator.space import SPREAD, TARGET, search_space, with_spread
+
+    var_map = {"a": ["a1", "a2"], "b": ["b1"], "c": ["c1"]}
+    params = {"a": 0.3, "b": 0.6, "c": 0.9}
+    assert group_ratios({**params, SPREAD: 1.0}, var_map) == group_ratios(params, var_map)
+    flat = group_ratios({**params, SPREAD: 0.0}, var_map)
+    assert set(flat) == {"a1", "a2", "b1", "c1"} and max(abs(v - 0.6) for v in flat.values()) < 1e-12
+    half = group_ratios({**params, SPREAD: 0.5}, var_map)
+    assert abs(half["a2"] - 0.45) < 1e-12 and abs(half["c1"] - 0.75) < 1e-12
+
+    cfg = validate_config({"name": "t"})  # front mode on MACs: on by default, with front_targets
+    assert cfg.search.spread and cfg.search.front_targets
+    space = search_space(cfg, list(var_map))
+    assert (space[SPREAD].low, space[SPREAD].high) == (0.0, 1.0)
+    uniform, method = dict.fromkeys(var_map, 0.5), {"a": 0.3, "b": 0.6, "c": 0.9}
+    points = with_spread(cfg, [method, {**uniform, TARGET: 0.25}])
+    assert [p[SPREAD] for p in points] == [1.0, 0.0]
+    off = validate_config({"name": "t", "search": {"spread": False}})
+    assert SPREAD not in search_space(off, list(var_map)) and with_spread(off, [method]) == [method]
+    budget = validate_config({"name": "t", "search": {"mode": "budget", "macs_target": 0.5}})
+    assert not budget.search.spread  # budget mode's measured default is unchanged
