@@ -11,7 +11,6 @@ from orchestrator.readback import stored_config, stored_search
 from orchestrator.tracking import param_value
 from trials.errors import UserError
 
-
 # What may differ between a search and its --resume: where it runs and records, and the
 # trials' resources. Anything else would change what the stored trials mean.
 RESUMABLE = (
@@ -29,9 +28,7 @@ RESUMABLE = (
 def resume_changes(stored: dict[str, str], flat: dict) -> list[str]:
     """The settings of ``flat`` that differ from a stored search's params (as MLflow holds
     them: strings), other than those a resume may change."""
-    return [
-        k for k, v in flat.items() if k in stored and not k.startswith(RESUMABLE) and stored[k] != param_value(v)
-    ]
+    return [k for k, v in flat.items() if k in stored and not k.startswith(RESUMABLE) and stored[k] != param_value(v)]
 
 
 def _parsed(text: str):
