@@ -1,19 +1,15 @@
-"""Real engines for integration tests: a Ray head (token auth) on 127.0.0.1 and an MLflow
-server with a sqlite backend, both started here and stopped after the session."""
+"""Real engines for integration tests: Ray clusters (token auth) on 127.0.0.1, started here
+and stopped after the session, and the trained baseline every search loads. The MLflow
+server is the session's (tests/conftest.py)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
-from cluster.local import LocalCluster, free_port
+from cluster.local import LocalCluster
 
-BIN = Path(sys.executable).parent
 SHARED: dict[str, str] = {}  # what the session's fixtures made for every test: the baseline checkpoint
 
 
@@ -32,61 +28,6 @@ def shared_baseline(tmp_path_factory) -> str:
     model, _ = train_baseline(info, data, FinetuneConfig(epochs=6, lr=0.1), "cpu")
     SHARED["baseline"] = str(save_checkpoint(tmp_path_factory.mktemp("baseline") / "resnet20-digits.pt", model, info))
     return SHARED["baseline"]
-
-
-def _wait(check, timeout: float, what: str) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if check():
-                return
-        except Exception:  # noqa: BLE001 - not up yet
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{what} did not come up in {timeout:.0f} s")
-
-
-def start_mlflow(root: Path, port: int) -> subprocess.Popen:
-    """An MLflow server on 127.0.0.1:port over a sqlite store in ``root``; returns when healthy."""
-    root.mkdir(parents=True, exist_ok=True)
-    log = open(root / "server.log", "a")
-    proc = subprocess.Popen(
-        [
-            str(BIN / "mlflow"),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--backend-store-uri",
-            f"sqlite:///{root / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(root / "artifacts"),
-            "--workers",
-            "1",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=root,
-    )
-    uri = f"http://127.0.0.1:{port}"
-    _wait(lambda: urllib.request.urlopen(f"{uri}/health", timeout=2).status == 200, 120, "the MLflow server")
-    return proc
-
-
-def stop_mlflow(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    proc.wait(timeout=30)
-
-
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
-    port = free_port()
-    proc = start_mlflow(tmp_path_factory.mktemp("mlflow"), port)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_mlflow(proc)
 
 
 @pytest.fixture(scope="session")

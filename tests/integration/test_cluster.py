@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 from cluster.local import LocalCluster, free_port
-from tests.integration.conftest import finished_children, start_mlflow, stop_mlflow
+from tests.conftest import start_mlflow, stop_mlflow
+from tests.integration.conftest import finished_children
 from tests.integration.test_search import PRUNETUNE, _config, _runs
 
 pytestmark = pytest.mark.integration
