@@ -74,6 +74,9 @@ class ReevaluateSection(_Strict):
 
     top: int = Field(3, ge=1, le=10_000)  # configurations: the front's first, then the most accurate
     seeds: int = Field(3, ge=2, le=1000)  # more fine-tunes of each, each over a data order of its own
+    # each configuration that is not the uniform cut also against the uniform cut at its
+    # cost, seed for seed (objective macs or params): the front shows the paired difference
+    uniform: bool = True
 
 
 class SearchSection(_Strict):

@@ -13,6 +13,8 @@ from orchestrator.pareto import pareto_ranks
 COLUMNS = ("trial", "run_id", "val_accuracy", "macs", "macs_ratio", "params", "rank", "pareto")
 BASELINE_KEYS = ("val_accuracy", "macs", "params", "latency_ms")  # the baseline's point of a front
 LATENCY_COLUMNS = ("latency_ms", "latency_ratio")  # in a front's csv when its trials measured latency
+# in a front's csv when the search re-evaluated its top configurations (search.reevaluate)
+REEVAL_COLUMNS = ("val_accuracy_search", "val_accuracy_std", "reevaluations", "vs_uniform", "vs_uniform_std")
 
 
 def trial_row(trial_id: str, run_id: str, m: dict) -> dict:
@@ -31,6 +33,11 @@ def trial_row(trial_id: str, run_id: str, m: dict) -> dict:
         row["val_accuracy"] = float(m["val_accuracy_mean"])
         row["val_accuracy_std"] = float(m.get("val_accuracy_std", 0.0))
         row["reevaluations"] = int(m.get("reevaluations", 0))
+    if m.get("uniform_cut"):
+        row["uniform"] = True
+    if m.get("vs_uniform_mean") is not None:  # reevaluate.uniform: paired, against the uniform cut at its cost
+        row["vs_uniform"] = float(m["vs_uniform_mean"])
+        row["vs_uniform_std"] = float(m.get("vs_uniform_std", 0.0))
     return row
 
 
@@ -52,6 +59,7 @@ def front_rows(trials: list[dict], baseline: dict | None = None, objective: str 
 def rows_to_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
     fields = COLUMNS + (LATENCY_COLUMNS if has_latency(rows) else ())
+    fields += REEVAL_COLUMNS if any("reevaluations" in r for r in rows) else ()
     writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)

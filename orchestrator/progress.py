@@ -45,6 +45,8 @@ def format_rows(rows: list[dict], limit: int | None = None) -> str:
         + f"{'MACs (M)':>9}  {'ratio':>6}  {'params':>9}  "
     )
     head += f"{'lat (ms)':>9}  {'ratio':>6}  " if lat else ""
+    vs = any("vs_uniform" in r or r.get("uniform") for r in rows)  # reevaluate.uniform: paired, in points
+    head += f"{'vs uniform':>13}  " if vs else ""
     lines = [head + f"{'run':<8}  trial"]
     for r in rows[:limit]:
         run = (r.get("run_id") or "-")[:8]
@@ -55,8 +57,18 @@ def format_rows(rows: list[dict], limit: int | None = None) -> str:
         if lat:
             ms = r.get("latency_ms")
             line += f"{'-' if ms is None else f'{ms:.3f}':>9}  {r.get('latency_ratio', float('nan')):>6.3f}  "
+        if vs:
+            line += f"{_vs_uniform(r):>13}  "
         lines.append(line + f"{run:<8}  {r['trial']}")
     return "\n".join(lines)
+
+
+def _vs_uniform(row: dict) -> str:
+    """The paired difference against the uniform cut at the row's cost, in points (``-``:
+    not compared; ``uniform``: the row is the uniform cut)."""
+    if "vs_uniform" in row:
+        return f"{100 * row['vs_uniform']:+.2f}±{100 * row['vs_uniform_std']:.2f}"
+    return "uniform" if row.get("uniform") else "-"
 
 
 # Set by the driver before Tune restores a run's snapshot (which holds the callback as it

@@ -7,6 +7,12 @@ own (the fine-tune seed reaches the training loader), as Ray tasks over the clus
 trial run gets ``val_accuracy_reeval`` per seed, ``val_accuracy_mean``, ``val_accuracy_std``
 and ``reevaluations``; the front the user reads then ranks those configurations on their
 mean (``orchestrator.tracking``), the search's own score kept as ``val_accuracy_search``.
+
+With ``uniform`` (the default), a configuration that is not the uniform cut is compared,
+seed for seed, with the uniform cut scaled onto its own MACs (or params): its run gets
+``uniform_val_accuracy_mean`` and the paired difference ``vs_uniform_mean`` /
+``vs_uniform_std``, which the front shows. Whether a searched allocation beats pruning
+every layer alike is then read off each point, not assumed.
 """
 
 from __future__ import annotations
@@ -26,24 +32,42 @@ from orchestrator.tracking import CRITERION, SearchRecord
 SEED_STRIDE = 1000  # re-evaluation j fine-tunes with seed search.seed + SEED_STRIDE * (j + 1)
 
 
+UNIFORM = "uniform_at"  # a job's spec {UNIFORM: ratio, "objective": ...}: the uniform cut at that cost
+VARIABLE_EXTRAS = ("macs_target", "spread")  # trial params that are not keep ratios (orchestrator.space)
+
+
 def run_one(settings: TrialSettings, state, scores, spec: dict, criterion: str, seed: int) -> float:
-    """One re-evaluation: the trial's exact counts, cut by the criterion it used, fine-tuned
-    over the data order of ``seed``; its val accuracy."""
+    """One re-evaluation: the trial's exact counts (or the uniform cut at a cost, for a
+    ``{UNIFORM: ratio}`` spec), cut by the criterion it used, fine-tuned over the data order
+    of ``seed``; its val accuracy."""
     from orchestrator.trainable import trial_config
     from trials.spec import ChannelSpec
     from trials.trial import run_trial
 
     tc = trial_config(settings, state, scores)
-    tc = replace(
-        tc,
-        spec=ChannelSpec.from_dict(spec),
-        target=None,
-        criterion=criterion,
-        latency=None,
-        timer=None,
-        finetune=replace(tc.finetune, seed=seed),
-    )
+    if UNIFORM in spec:  # keep 1.0 everywhere, scaled onto the cost as budget mode scales
+        cut = {"spec": None, "keep": 1.0, "target": spec[UNIFORM], "objective": spec["objective"]}
+    else:
+        cut = {"spec": ChannelSpec.from_dict(spec), "target": None}
+    tc = replace(tc, **cut, criterion=criterion, latency=None, timer=None, finetune=replace(tc.finetune, seed=seed))
     return float(run_trial(tc)["val_accuracy"])
+
+
+def is_uniform(params: dict) -> bool:
+    """Whether a trial's params are the uniform cut: one keep ratio everywhere, or spread 0."""
+    if "spread" in params and float(params["spread"]) == 0.0:
+        return True
+    ratios = {v for k, v in params.items() if k not in VARIABLE_EXTRAS and not k.startswith("_")}
+    return len(ratios) <= 1
+
+
+def uniform_job(row: dict, params: dict, objective: str) -> dict | None:
+    """The uniform cut to compare ``row`` with, or None (it is uniform itself, or the
+    search's cost is latency, which a re-evaluation does not time)."""
+    if objective not in ("macs", "params") or is_uniform(params):
+        return None
+    ratio = row.get(f"{objective}_ratio")
+    return None if ratio is None else {UNIFORM: float(ratio), "objective": objective}
 
 
 def picks(rows: list[dict], top: int) -> list[dict]:
@@ -64,16 +88,28 @@ def reevaluate(cfg, record: SearchRecord, settings: TrialSettings, state: dict, 
     def run_all(jobs: list[tuple[dict, str, int]]) -> list[float]:
         return ray.get([task.remote(settings, state_ref, scores, *job) for job in jobs])
 
-    return rounds(record, r.top, r.seeds, cfg.search.seed, run_all, settings.criterion, say)
+    objective = cfg.search.objective if r.uniform else None
+    return rounds(record, r.top, r.seeds, cfg.search.seed, run_all, settings.criterion, say, uniform=objective)
 
 
-def rounds(record: SearchRecord, top: int, seeds: int, seed: int, run_all, default_criterion: str, say=print) -> int:
+def rounds(
+    record: SearchRecord,
+    top: int,
+    seeds: int,
+    seed: int,
+    run_all,
+    default_criterion: str,
+    say=print,
+    *,
+    uniform: str | None = None,
+) -> int:
     """Up to ``top`` configurations of the search ``record`` holds (read from MLflow, as the
     writer left it), each fine-tuned over ``seeds`` more data orders by ``run_all`` (a list
     of (spec, criterion, seed) -> val accuracies), in rounds: a lucky point re-evaluated
     below its single draw leaves the front, and a configuration that comes onto it in its
     place is re-evaluated next, so the front a user reads is of means wherever the budget
-    reaches. Returns how many were re-evaluated."""
+    reaches. ``uniform``: the search's objective, to compare each configuration with the
+    uniform cut at its cost (None: no comparison). Returns how many were re-evaluated."""
     left, done = top, 0
     while left > 0:
         final = SearchRecord(record.uri, record.experiment, record.parent_run_id, record.objective)
@@ -84,34 +120,54 @@ def rounds(record: SearchRecord, top: int, seeds: int, seed: int, run_all, defau
             break
         what = f"{len(chosen)} more" if done else f"the top {len(chosen)} configurations"
         say(f"reevaluate: {what}, {seeds} more data orders each ...")
-        _round(final.client, chosen, seeds, seed, run_all, default_criterion, say)
+        _round(final.client, chosen, (seeds, seed), run_all, default_criterion, say, uniform)
         left, done = left - len(chosen), done + len(chosen)
     return done
 
 
-def _round(client, chosen: list[dict], seeds: int, seed: int, run_all, default_criterion: str, say) -> None:
-    """One round: every chosen configuration's fine-tunes run at once, their values, mean
-    and spread logged to its trial run."""
-    jobs = []
+def _round(client, chosen: list[dict], seeding: tuple[int, int], run_all, default_criterion: str, say, uniform) -> None:
+    """One round: every chosen configuration's fine-tunes (and those of the uniform cut at
+    its cost, seed for seed) run at once, their values, mean and spread logged to its run."""
+    seeds, seed = seeding
+    orders = [seed + SEED_STRIDE * (j + 1) for j in range(seeds)]
+    jobs, against = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for row in chosen:
             run = client.get_run(row["run_id"])
             spec = json.loads(Path(client.download_artifacts(row["run_id"], "spec.json", tmp)).read_text())
             criterion = run.data.tags.get(CRITERION, default_criterion)
-            jobs += [(spec, criterion, seed + SEED_STRIDE * (j + 1)) for j in range(seeds)]
+            jobs += [(spec, criterion, s) for s in orders]
+            job = uniform and uniform_job(row, run.data.params, uniform)
+            against[row["run_id"]] = (job, is_uniform(run.data.params))
+            jobs += [(job, criterion, s) for s in orders] if job else []
     values = iter(run_all(jobs))
-    now = int(time.time() * 1000)
     for row in chosen:
         got = [next(values) for _ in range(seeds)]
-        mean, sd = statistics.mean(got), statistics.stdev(got)
-        metrics = [Metric("val_accuracy_reeval", v, now, j) for j, v in enumerate(got)]
+        job, flat = against[row["run_id"]]
+        base = [next(values) for _ in range(seeds)] if job else None
+        _log(client, row, got, base, say, flat)
+
+
+def _log(client, row: dict, got: list[float], base: list[float] | None, say, flat: bool) -> None:
+    now, seeds = int(time.time() * 1000), len(got)
+    mean, sd = statistics.mean(got), statistics.stdev(got)
+    metrics = [Metric("val_accuracy_reeval", v, now, j) for j, v in enumerate(got)]
+    metrics += [
+        Metric("val_accuracy_mean", mean, now, 0),
+        Metric("val_accuracy_std", sd, now, 0),
+        Metric("reevaluations", float(seeds), now, 0),
+        Metric("uniform_cut", float(flat), now, 0),  # the configuration is the uniform cut itself
+    ]
+    line = f"  trial {row['trial']}: val_acc {row['val_accuracy']:.4f} in the search, {mean:.4f} +- {sd:.4f}"
+    line += f" over {seeds} more data orders"
+    if base is not None:
+        deltas = [a - b for a, b in zip(got, base)]
+        d_mean, d_sd = statistics.mean(deltas), statistics.stdev(deltas)
         metrics += [
-            Metric("val_accuracy_mean", mean, now, 0),
-            Metric("val_accuracy_std", sd, now, 0),
-            Metric("reevaluations", float(seeds), now, 0),
+            Metric("uniform_val_accuracy_mean", statistics.mean(base), now, 0),
+            Metric("vs_uniform_mean", d_mean, now, 0),
+            Metric("vs_uniform_std", d_sd, now, 0),
         ]
-        client.log_batch(row["run_id"], metrics=metrics)
-        say(
-            f"  trial {row['trial']}: val_acc {row['val_accuracy']:.4f} in the search, "
-            f"{mean:.4f} +- {sd:.4f} over {seeds} more data orders"
-        )
+        line += f"; against the uniform cut at its cost {100 * d_mean:+.2f} +- {100 * d_sd:.2f} points"
+    client.log_batch(row["run_id"], metrics=metrics)
+    say(line)

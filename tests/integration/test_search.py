@@ -203,7 +203,9 @@ def test_a_latency_budget_search_logs_measured_and_predicted_latency(tmp_path, m
 
 
 def test_front_targets_put_each_trial_at_its_sampled_macs(tmp_path, mlflow_server, ray_cluster):
-    """Also search.reevaluate: the top 2 configurations fine-tuned over 2 more data orders."""
+    """Also search.reevaluate: every configuration fine-tuned over 2 more data orders, and
+    those that are not the uniform cut against the uniform cut at their MACs, seed for seed
+    (the random sampler's seed fixes which those are)."""
     done = _search(
         tmp_path,
         ray_cluster,
@@ -212,17 +214,23 @@ def test_front_targets_put_each_trial_at_its_sampled_macs(tmp_path, mlflow_serve
             "it-targets",
             mlflow_server,
             ray_cluster["address"],
-            search={"front_targets": True, "num_trials": 4, "sampler": "random", "reevaluate": {"top": 2, "seeds": 2}},
+            search={"front_targets": True, "num_trials": 4, "sampler": "random", "reevaluate": {"top": 4, "seeds": 2}},
         ),
     )
     client, parents, children = _runs(mlflow_server, "it-targets")
     again = [c for c in children if "reevaluations" in c.data.metrics]
-    assert len(again) == 2 and "reevaluate: the top 2 configurations" in done.stdout
+    assert len(again) == 4 and "reevaluate: the top" in done.stdout
     for c in again:
         history = client.get_metric_history(c.info.run_id, "val_accuracy_reeval")
         assert sorted(m.step for m in history) == [0, 1]
         values = [m.value for m in history]
         assert c.data.metrics["val_accuracy_mean"] == pytest.approx(sum(values) / 2)
+    shaped = [c for c in again if not c.data.metrics["uniform_cut"]]
+    assert shaped and all("vs_uniform_mean" in c.data.metrics for c in shaped)
+    assert not any("vs_uniform_mean" in c.data.metrics for c in again if c.data.metrics["uniform_cut"])
+    for c in shaped:  # the paired difference of the two means
+        m = c.data.metrics
+        assert m["vs_uniform_mean"] == pytest.approx(m["val_accuracy_mean"] - m["uniform_val_accuracy_mean"])
     front = json.loads(
         Path(client.download_artifacts(parents[0].info.run_id, "pareto/front.json", str(tmp_path))).read_text()
     )

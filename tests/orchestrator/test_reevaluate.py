@@ -1,0 +1,80 @@
+"""search.reevaluate's comparison with the uniform cut, on a real local MLflow store (the
+fine-tunes are a function here, as Ray tasks run them in a search)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from orchestrator.front_table import rows_to_csv
+from orchestrator.progress import format_rows
+from orchestrator.reevaluate import UNIFORM, is_uniform, rounds, uniform_job
+from orchestrator.tracking import SearchRecord
+
+
+def _final(acc: float, ratio: float, trial: str) -> dict:
+    return {
+        "val_accuracy": acc,
+        "macs": int(ratio * 1e8),
+        "macs_ratio": ratio,
+        "params": 1000,
+        "epoch": 2,
+        "spec_json": json.dumps({"channels": {"g": 4}, "trial": trial}),
+    }
+
+
+def test_which_configurations_are_the_uniform_cut():
+    assert is_uniform({"stage1": "0.5", "stage2": "0.5", "macs_target": "0.3"})
+    assert is_uniform({"stage1": "0.4", "stage2": "0.9", "spread": "0.0"})  # pulled all the way to the mean
+    assert not is_uniform({"stage1": "0.4", "stage2": "0.9", "spread": "0.5"})
+    assert not is_uniform({"layer1": "0.4", "layer2": "0.9"})
+    row = {"macs_ratio": 0.3, "params_ratio": 0.4}
+    assert uniform_job(row, {"a": "0.4", "b": "0.9"}, "macs") == {UNIFORM: 0.3, "objective": "macs"}
+    assert uniform_job(row, {"a": "0.4", "b": "0.9"}, "params") == {UNIFORM: 0.4, "objective": "params"}
+    assert uniform_job(row, {"a": "0.4", "b": "0.9"}, "latency") is None  # not timed in a re-evaluation
+    assert uniform_job(row, {"a": "0.5", "b": "0.5"}, "macs") is None  # it is the uniform cut
+
+
+def test_a_searched_configuration_is_compared_seed_for_seed_with_the_uniform_cut_at_its_macs(store):
+    """'shaped' (0.96 in the search) is fine-tuned again over 2 data orders, and so is the
+    uniform cut at its 0.3x MACs with the same orders; its run gets the paired difference,
+    which the table and the csv show. 'flat' is the uniform cut itself: no comparison."""
+    uri, record = store
+    record.log_final("shaped", {"stage1": 0.4, "stage2": 0.9, "spread": 1.0}, _final(0.96, 0.3, "shaped"))
+    record.log_final("flat", {"stage1": 0.5, "stage2": 0.5}, _final(0.90, 0.2, "flat"))
+    for trial, run_id in record.children.items():
+        MlflowClient(uri).log_text(run_id, _final(0, 0, trial)["spec_json"], "spec.json")
+    jobs_seen = []
+
+    def run_all(jobs):
+        jobs_seen.extend(jobs)
+        out = []
+        for spec, _criterion, seed in jobs:
+            base = 0.93 if UNIFORM in spec else {"shaped": 0.95, "flat": 0.90, "later": 0.97}[spec["trial"]]
+            out.append(base + 0.001 * (seed // 1000))
+        return out
+
+    said = []
+    assert rounds(record, 2, 2, 0, run_all, "l1", said.append, uniform="macs") == 2
+    uniform_jobs = [(spec, seed) for spec, _c, seed in jobs_seen if UNIFORM in spec]
+    assert uniform_jobs == [({UNIFORM: 0.3, "objective": "macs"}, 1000), ({UNIFORM: 0.3, "objective": "macs"}, 2000)]
+    again = SearchRecord(uri, "exp", record.parent_run_id)
+    again.baseline = record.baseline
+    rows = {r["trial"]: r for r in again.rows()}
+    assert rows["shaped"]["vs_uniform"] == pytest.approx(0.02) and rows["shaped"]["vs_uniform_std"] == pytest.approx(0)
+    assert "vs_uniform" not in rows["flat"] and rows["flat"]["uniform"]
+    assert any("+2.00 +- 0.00 points" in line for line in said)
+    table = format_rows(again.rows())
+    assert (
+        "vs uniform" in table.splitlines()[0] and "+2.00±0.00" in table and "uniform" in table.splitlines()[-1] + table
+    )
+    header = rows_to_csv(again.rows()).splitlines()[0]
+    assert "vs_uniform" in header and "val_accuracy_std" in header
+    # without the comparison (reevaluate.uniform: false), nothing runs beside the configurations
+    record.log_final("later", {"stage1": 0.3, "stage2": 0.8}, _final(0.97, 0.5, "later"))
+    MlflowClient(uri).log_text(record.children["later"], _final(0, 0, "later")["spec_json"], "spec.json")
+    jobs_seen.clear()
+    assert rounds(record, 1, 2, 0, run_all, "l1", said.append) == 1
+    assert all(UNIFORM not in spec for spec, _c, _s in jobs_seen) and len(jobs_seen) == 2
