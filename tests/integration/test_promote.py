@@ -34,18 +34,22 @@ def searched(tmp_path_factory, mlflow_server, ray_cluster) -> str:
     return "it-promote"
 
 
-def test_promote_registers_a_model_that_loads_and_reproduces_its_metrics(
+def test_promote_survives_a_lost_worker_and_registers_a_model_that_loads_and_reproduces_its_metrics(
     tmp_path, mlflow_server, ray_cluster, searched
 ):
+    """Rank 0 exits right after the checkpoint of epoch 2 (an injected fault, first time
+    only): Ray Train restarts the group from that checkpoint, and the promotion goes on to
+    register a model whose metrics, exports and latency are then checked."""
     uri, address = mlflow_server, ray_cluster["address"]
+    env = {**ray_cluster["env"], "PRUNETUNE_FAULT": "promote=2", "PRUNETUNE_FAULT_DIR": str(tmp_path)}
     done = _cli(
-        ray_cluster,
+        {"env": env},
         "promote",
         "it-promote",
         "--max-macs-ratio",
         "0.7",
         "--epochs",
-        "2",
+        "3",
         "--workers",
         "2",
         "--register-as",
@@ -56,16 +60,22 @@ def test_promote_registers_a_model_that_loads_and_reproduces_its_metrics(
         uri,
     )
     result = json.loads(done.stdout[done.stdout.index("{") :])
+    assert (tmp_path / "fault-promote-2").is_file()  # the fault fired
 
     client = MlflowClient(uri)
     run = client.get_run(result["run_id"])
     assert run.data.tags["prunetune.role"] == "promote"
+    history = client.get_metric_history(result["run_id"], "train_loss")
+    assert sorted(m.step for m in history) == [1, 2, 3]  # every epoch once
+    resumed = run.data.tags.get("prunetune.resumed_from_epochs")
+    assert resumed, done.stdout[-4000:]
+    assert all(1 <= int(e) <= 2 for e in resumed.split(","))  # continued from a checkpoint, not from scratch
     trial_run = client.get_run(run.data.tags["prunetune.trial_run_id"])
     assert trial_run.data.tags["prunetune.role"] == "trial" and trial_run.data.metrics["macs_ratio"] <= 0.7
-    curve = sorted(client.get_metric_history(run.info.run_id, "val_accuracy"), key=lambda m: m.step)[-2:]
-    assert [m.step for m in curve] == [1, 2]  # per epoch (step 0: the final figure)
-    assert curve[0].timestamp < curve[1].timestamp  # logged live, epoch by epoch, not all at the end
-    assert "promote epoch 1/2" in done.stdout + done.stderr
+    curve = sorted(client.get_metric_history(run.info.run_id, "val_accuracy"), key=lambda m: m.step)[-3:]
+    assert [m.step for m in curve] == [1, 2, 3]  # per epoch (step 0: the final figure)
+    assert curve[0].timestamp < curve[1].timestamp < curve[2].timestamp  # logged live, epoch by epoch
+    assert "promote epoch 1/3" in done.stdout + done.stderr
     # promotion keeps what the search found: its first epoch is not far below the trial's score
     first, trial_val = curve[0].value, trial_run.data.metrics["val_accuracy"]
     print(f"promotion epoch 1 val {first:.4f}, trial val {trial_val:.4f}")
@@ -138,33 +148,3 @@ def test_promoting_an_unknown_run_or_a_non_trial_run_exits_2(tmp_path, mlflow_se
     )
     assert down.returncode == 2 and "http://127.0.0.1:9 cannot be reached" in down.stderr, down.stderr[-2000:]
     assert len(down.stderr.strip().splitlines()) == 1
-
-
-def test_promotion_resumes_from_its_last_checkpoint_when_a_worker_dies(tmp_path, mlflow_server, ray_cluster, searched):
-    """Rank 0 exits right after the checkpoint of epoch 2 (an injected fault, first time
-    only): Ray Train restarts the group from that checkpoint."""
-    uri, address = mlflow_server, ray_cluster["address"]
-    _, _, children = _runs(uri, searched)
-    env = {**ray_cluster["env"], "PRUNETUNE_FAULT": "promote=2", "PRUNETUNE_FAULT_DIR": str(tmp_path)}
-    done = _cli(
-        {"env": env},
-        "promote",
-        children[0].info.run_id,
-        "--epochs",
-        "5",
-        "--workers",
-        "2",
-        "--address",
-        address,
-        "--tracking-uri",
-        uri,
-    )
-    out = done.stdout
-    assert (tmp_path / "fault-promote-2").is_file()  # the fault fired
-    result = json.loads(out[out.index("{") :])
-    client = MlflowClient(uri)
-    history = client.get_metric_history(result["run_id"], "train_loss")
-    assert sorted(m.step for m in history) == list(range(1, 6))  # every epoch once
-    resumed = client.get_run(result["run_id"]).data.tags.get("prunetune.resumed_from_epochs")
-    assert resumed, out[-4000:]
-    assert all(1 <= int(e) <= 2 for e in resumed.split(","))  # continued from a checkpoint, not from scratch
