@@ -32,7 +32,9 @@ def test_groups_cover_every_prunable_layer_once(arch, side):
     members = [m for g in graph.groups for m in g.members]
     assert len(members) == len(set(members)), "a layer belongs to two groups"
     for g in graph.groups:
-        assert g.channels == modules[g.name].out_channels if hasattr(modules[g.name], "out_channels") else True
+        root = modules[g.name]
+        width = next(getattr(root, a) for a in ("out_channels", "out_features", "num_features") if hasattr(root, a))
+        assert g.channels == width, (g.name, g.channels, width)
     classifier = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
     assert classifier not in [modules[m] for m in members], "classifier outputs must never be pruned"
     # Names are stable: a second build of the same architecture gives the same groups.
