@@ -93,7 +93,9 @@ class SearchSection(_Strict):
     # channel multiple every kept count is rounded to; auto: the multiple with real latency
     # steps on the `latency` section's runtime and device, measured once per search
     round_to: Annotated[int, Field(ge=1, le=1024)] | Literal["auto"] = 1
-    sampler: Literal["nsga2", "tpe", "random"] = "nsga2"
+    # Default (unset): tpe where front_targets is on (it measured 3 points of hypervolume
+    # above nsga2 there, docs/benchmarks.md), nsga2 otherwise
+    sampler: Literal["nsga2", "tpe", "random"] | None = None
     population_size: int | None = Field(None, ge=2, le=100_000)  # NSGA-II; default from num_trials
     num_trials: int = Field(16, ge=1, le=1_000_000)
     max_concurrent: int = Field(2, ge=1, le=100_000)
@@ -130,7 +132,7 @@ class SearchSection(_Strict):
     @classmethod
     def _defaults(cls, data):
         """Unset: budget mode on MACs starts from the sensitivity allocation too, front mode
-        on MACs samples each trial's MACs target (docs/benchmarks.md)."""
+        on MACs samples each trial's MACs target and its spread, with TPE (docs/benchmarks.md)."""
         if not isinstance(data, dict):
             return data
         mode, objective = (data.get(name, cls.model_fields[name].default) for name in ("mode", "objective"))
@@ -140,6 +142,8 @@ class SearchSection(_Strict):
             data = {**data, "front_targets": (mode, objective) == ("front", "macs")}
         if data.get("spread") is None:
             data = {**data, "spread": bool(data["front_targets"])}
+        if data.get("sampler") is None:
+            data = {**data, "sampler": "tpe" if data["front_targets"] else "nsga2"}
         return data
 
     @model_validator(mode="after")

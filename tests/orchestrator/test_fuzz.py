@@ -42,7 +42,7 @@ BAD_VALUES = {
     "search.keep_max": [0, 1.01],
     "search.keep_step": [0, -0.05, 5],
     "search.round_to": [0, 10**6, "eight"],
-    "search.sampler": ["bayes", "TPE", None],
+    "search.sampler": ["bayes", "TPE", 3],
     "search.num_trials": [0, -5, 10**30, "lots", 2.5, float("inf")],
     "search.max_concurrent": [0, 10**12],
     "search.warm_start": [[0], [1.5], "0.5", [None], [-0.1]],

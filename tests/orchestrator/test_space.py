@@ -142,7 +142,7 @@ def test_spread_pulls_the_ratios_towards_their_mean_and_warm_starts_begin_at_uni
     assert abs(half["a2"] - 0.45) < 1e-12 and abs(half["c1"] - 0.75) < 1e-12
 
     cfg = validate_config({"name": "t"})  # front mode on MACs: on by default, with front_targets
-    assert cfg.search.spread and cfg.search.front_targets
+    assert cfg.search.spread and cfg.search.front_targets and cfg.search.sampler == "tpe"
     space = search_space(cfg, list(var_map))
     assert (space[SPREAD].low, space[SPREAD].high) == (0.0, 1.0)
     uniform, method = dict.fromkeys(var_map, 0.5), {"a": 0.3, "b": 0.6, "c": 0.9}
@@ -151,4 +151,6 @@ def test_spread_pulls_the_ratios_towards_their_mean_and_warm_starts_begin_at_uni
     off = validate_config({"name": "t", "search": {"spread": False}})
     assert SPREAD not in search_space(off, list(var_map)) and with_spread(off, [method]) == [method]
     budget = validate_config({"name": "t", "search": {"mode": "budget", "macs_target": 0.5}})
-    assert not budget.search.spread  # budget mode's measured default is unchanged
+    assert not budget.search.spread and budget.search.sampler == "nsga2"  # budget mode's measured defaults
+    plain = validate_config({"name": "t", "search": {"front_targets": False}})
+    assert not plain.search.spread and plain.search.sampler == "nsga2"
