@@ -4,9 +4,14 @@ server is the session's (tests/conftest.py)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
+import yaml
+from mlflow.tracking import MlflowClient
 
 from cluster.local import LocalCluster
 
@@ -73,3 +78,54 @@ def ray_cluster():
     The multi-node tests (tests/integration/test_cluster.py) start their own clusters."""
     with LocalCluster(workers=0, head_cpus=2, head_resources={"latency_node": 1}) as cluster:
         yield {"address": cluster.address, "env": cluster.env, "temp_dir": cluster.temp_dir}
+
+
+# -- helpers of the integration tests: a config, a search run as a user runs it, its runs --
+PRUNETUNE = str(Path(sys.executable).parent / "prunetune")
+
+
+def _config(tmp_path, name, uri, address, search=None, trial=None) -> dict:
+    return {
+        "name": name,
+        "model": {"arch": "resnet20"},
+        "data": {"name": "digits"},
+        "baseline": {"epochs": 2, "path": SHARED.get("baseline")},  # trained once per session (conftest)
+        "search": {
+            "granularity": "stage",
+            "num_trials": 6,
+            "max_concurrent": 2,
+            "warm_start": [0.5, 1.0],
+            "keep_min": 0.4,
+            "keep_step": 0.1,
+            **(search or {}),
+        },
+        "trial": {"steps": 3, "adaptive_bn_batches": 2, "cpu": 1, **(trial or {})},
+        "tracking": {"uri": uri},
+        "cluster": {"address": address},
+        "storage": str(tmp_path / "runs"),
+    }
+
+
+def _search(tmp_path, cluster, data: dict, *extra: str) -> subprocess.CompletedProcess:
+    """Run `prunetune search` as a user would, against the test's Ray cluster."""
+    path = tmp_path / f"{data['name']}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    done = subprocess.run(
+        [PRUNETUNE, "search", str(path), *extra],
+        env=cluster["env"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def _runs(uri, name):
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(name)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("prunetune.role") == "search"]
+    children = [r for r in runs if r.data.tags.get("prunetune.role") == "trial"]
+    return client, parents, children

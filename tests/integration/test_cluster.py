@@ -19,8 +19,7 @@ import yaml
 
 from cluster.local import LocalCluster, free_port
 from tests.conftest import start_mlflow, stop_mlflow
-from tests.integration.conftest import finished_children
-from tests.integration.test_search import PRUNETUNE, _config, _runs
+from tests.integration.conftest import PRUNETUNE, _config, _runs, finished_children
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.integration.test_search import PRUNETUNE, _config, _runs, _search
+from tests.integration.conftest import PRUNETUNE, _config, _runs, _search
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from orchestrator.export import load_promoted
-from tests.integration.test_search import PRUNETUNE, _config, _runs, _search
+from tests.integration.conftest import PRUNETUNE, _config, _runs, _search
 from trials.cost import count_cost
 from trials.data import DataConfig, load_test
 from trials.latency import ONNX_RTOL
