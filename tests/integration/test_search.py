@@ -33,9 +33,12 @@ def test_front_search_records_one_child_per_trial_and_a_consistent_front(tmp_pat
         assert spec["arch"] == "resnet20" and len(spec["channels"]) == 12
     # Warm start: the uniform configurations ran, once each (the searcher went on across runs).
     # (front mode samples each trial's MACs target too: a warm start's is the MACs its counts keep)
-    values = [{v for k, v in c.data.params.items() if k != "macs_target"} for c in children]
+    # (and its spread: the uniform warm starts sit at 0, where the sampler starts from)
+    values = [{v for k, v in c.data.params.items() if k not in ("macs_target", "spread")} for c in children]
     assert values.count({"0.5"}) == values.count({"1.0"}) == 1
-    assert all("macs_target" in c.data.params for c in children)  # front_targets, on by default
+    warm = [c for c, v in zip(children, values) if v in ({"0.5"}, {"1.0"})]
+    assert [c.data.params["spread"] for c in warm] == ["0.0", "0.0"]
+    assert all("macs_target" in c.data.params and "spread" in c.data.params for c in children)  # on by default
     # The front artifacts agree with the child runs.
     arts = {a.path for a in client.list_artifacts(parent.info.run_id, "pareto")}
     assert arts == {f"pareto/front.{e}" for e in ("json", "csv", "html", "png")}
