@@ -27,13 +27,13 @@ from pathlib import Path
 from mlflow.entities import Metric
 
 from orchestrator.settings import TrialSettings
+from orchestrator.space import is_uniform
 from orchestrator.tracking import CRITERION, SearchRecord
 
 SEED_STRIDE = 1000  # re-evaluation j fine-tunes with seed search.seed + SEED_STRIDE * (j + 1)
 
 
 UNIFORM = "uniform_at"  # a job's spec {UNIFORM: ratio, "objective": ...}: the uniform cut at that cost
-VARIABLE_EXTRAS = ("macs_target", "spread")  # trial params that are not keep ratios (orchestrator.space)
 
 
 def run_one(settings: TrialSettings, state, scores, spec: dict, criterion: str, seed: int) -> float:
@@ -51,14 +51,6 @@ def run_one(settings: TrialSettings, state, scores, spec: dict, criterion: str, 
         cut = {"spec": ChannelSpec.from_dict(spec), "target": None}
     tc = replace(tc, **cut, criterion=criterion, latency=None, timer=None, finetune=replace(tc.finetune, seed=seed))
     return float(run_trial(tc)["val_accuracy"])
-
-
-def is_uniform(params: dict) -> bool:
-    """Whether a trial's params are the uniform cut: one keep ratio everywhere, or spread 0."""
-    if "spread" in params and float(params["spread"]) == 0.0:
-        return True
-    ratios = {v for k, v in params.items() if k not in VARIABLE_EXTRAS and not k.startswith("_")}
-    return len(ratios) <= 1
 
 
 def uniform_job(row: dict, params: dict, objective: str) -> dict | None:

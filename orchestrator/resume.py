@@ -58,11 +58,11 @@ def resume_config(cfg: SearchConfig, say=print) -> SearchConfig:
     (exit 2) where the user set something else than the search started with. Checked
     before any baseline is trained or cluster joined."""
     stored = stored_config(cfg.tracking.uri, cfg.name, cfg.storage_uri()) or {}
-    changes = resume_changes(stored, flat_config(cfg.model_dump(mode="json")))
+    flat = flat_config(cfg.model_dump(mode="json"))
+    changes = resume_changes(stored, flat)
     given = cfg.given
     refused = [k for k in changes if given is None or k in given]
     if refused:
-        flat = flat_config(cfg.model_dump(mode="json"))
         raise UserError(
             f"--resume: the config differs from the one the search stored at {cfg.storage_uri()} started with: "
             + "; ".join(f"{k} {stored[k]} -> {flat[k]}" for k in refused)

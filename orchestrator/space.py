@@ -105,12 +105,20 @@ def search_space(cfg: SearchConfig, names: list[str]) -> dict:
     return space
 
 
+def is_uniform(params: Mapping) -> bool:
+    """Whether a configuration (sampled values, or a trial's params as MLflow holds them)
+    is the uniform cut: one keep ratio everywhere, or spread 0."""
+    if SPREAD in params and float(params[SPREAD]) == 0.0:
+        return True
+    return len({v for k, v in params.items() if k not in (TARGET, SPREAD) and not k.startswith("_")}) <= 1
+
+
 def with_spread(cfg: SearchConfig, points: list[dict]) -> list[dict]:
     """search.spread: the uniform warm starts at spread 0 (where the sampler starts from),
     the methods' allocations at 1 (as they are)."""
     if not cfg.search.spread:
         return points
-    return [{**p, SPREAD: 0.0 if len({v for k, v in p.items() if k != TARGET}) == 1 else 1.0} for p in points]
+    return [{**p, SPREAD: 0.0 if is_uniform(p) else 1.0} for p in points]
 
 
 def with_targets(cfg: SearchConfig, graph, var_map: dict[str, list[str]], points: list[dict]) -> list[dict]:
