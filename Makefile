@@ -17,8 +17,10 @@ install: $(STAMP)
 quickstart: $(STAMP)
 	$(BIN)/prunetune search examples/quickstart.yaml
 
+# Two pytest workers (pytest-xdist): the integration tests, one group in one worker, beside
+# the unit tests in the other (tests/conftest.py); `--durations` prints the slowest at the end
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -m "not gpu" tests
+	$(BIN)/python -m pytest -m "not gpu" -n 2 --dist loadgroup --durations=25 tests
 
 # Debian's chromium, for the test that renders pareto/front.html in a real browser
 # (installed where this runs as root; elsewhere that one test is skipped, saying why)

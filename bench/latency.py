@@ -6,17 +6,21 @@ For each network: the table over ``LEVELS`` kept counts per layer side, then ``N
 pruned networks (per-group keep ratios drawn in [0.25, 1]) each timed directly; reported:
 the median and worst relative error of the prediction, the table's build time, and the
 span of measured latencies (so an error can be read against how much pruning moved the
-time). Run: ``python -m bench.latency`` (about 10 minutes on 2 cores).
+time). Run: ``python -m bench.latency`` (about 10 minutes on 2 cores); ``--cases
+torchvision/resnet50:224:1`` runs only the named cases (ARCH:SIDE:BATCH) and merges them
+into the stored rows (a row of the same case and runtime is replaced).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import statistics
 import time
 
 import torch
 
-from bench.report import machine, publish
+from bench.report import ROOT, machine, publish
 from trials.groups import build_graph
 from trials.latency import LatencySettings, measure
 from trials.latency_table import build_table, check_table
@@ -70,13 +74,33 @@ def run_case(arch: str, side: int, batch: int, runtime: str) -> dict:
     }
 
 
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"  # rows measured before the repeat column: -
+
+
+def _case(text: str) -> tuple[str, int, int]:
+    arch, side, batch = text.rsplit(":", 2)
+    return arch, int(side), int(batch)
+
+
+def _key(row: dict) -> tuple:
+    return row["arch"], row["side"], row["batch"], row["runtime"]
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", nargs="+", type=_case, help="ARCH:SIDE:BATCH, merged into the stored rows")
+    args = parser.parse_args()
     rows = []
-    for arch, side, batch in CASES:
+    for arch, side, batch in args.cases or CASES:
         for runtime in RUNTIMES:
             row = run_case(arch, side, batch, runtime)
             print(row, flush=True)
             rows.append(row)
+    stored = ROOT / "bench" / "results" / "latency.json"
+    if args.cases and stored.is_file():  # the other cases as measured before
+        new = {_key(r) for r in rows}
+        rows = [r for r in json.loads(stored.read_text())["rows"] if _key(r) not in new] + rows
     lines = [
         "## Latency model: predicted against measured",
         "",
@@ -99,7 +123,7 @@ def main() -> None:
             f"| {r['arch']} | {r['side']}x{r['side']}, {r['batch']} | {r['runtime']} | "
             f"{100 * r['median_rel_error']:.1f}% | {100 * r['worst_rel_error']:.1f}% | "
             f"{100 * r['median_rel_error_uncalibrated']:.1f}% | {100 * r['worst_rel_error_uncalibrated']:.1f}% | "
-            f"{100 * r['median_repeat_error']:.1f}% | {100 * r['worst_repeat_error']:.1f}% | "
+            f"{_pct(r.get('median_repeat_error'))} | {_pct(r.get('worst_repeat_error'))} | "
             f"{r['measured_min_ms']:.2f} to {r['measured_max_ms']:.2f} | {r['shapes']} | {r['build_s']:.0f} s |"
         )
     publish("latency", {"rows": rows, "machine": machine()}, "\n".join(lines))

@@ -81,9 +81,12 @@ def prepare_baseline(cfg: SearchConfig, device, say=print) -> Baseline:
 SENSITIVITY_FRONT_TARGETS = (0.25, 0.5, 0.75)  # front mode: the sensitivity warm start's MACs targets
 
 
-def method_points(cfg: SearchConfig, base: Baseline, graph, var_map: dict[str, list[str]], smap=None) -> list[dict]:
+def method_points(
+    cfg: SearchConfig, base: Baseline, graph, var_map: dict[str, list[str]], smap=None
+) -> list[tuple[str, dict]]:
     """Warm-start points from the methods named in ``search.warm_start_methods``, as
-    sampled variables on the search grid (``smap``: the sensitivity map, when named)."""
+    sampled variables on the search grid (``smap``: the sensitivity map, when named),
+    each with the method it came from ("sensitivity@0.5": the map bisected onto that target)."""
     s = cfg.search
     values = grid(s.keep_min, s.keep_max, s.keep_step)
     allocations = []
@@ -92,22 +95,22 @@ def method_points(cfg: SearchConfig, base: Baseline, graph, var_map: dict[str, l
             # a latency or params target is taken as a MACs target here: trials scale onto the objective
             target = (s.budget_target or 0.5) * base.metrics["macs"]
             spec, _ = allocate(graph, target, keep_min=s.keep_min, keep_max=s.keep_max, round_to=s.round_to)
-            allocations.append(spec.ratios(graph.groups))
+            allocations.append((method, spec.ratios(graph.groups)))
         elif method == "sensitivity":
             from trials.sensitivity import allocate as by_sensitivity
 
             for t in [s.budget_target] if s.budget_target else SENSITIVITY_FRONT_TARGETS:
                 kw = {"keep_min": s.keep_min, "keep_max": s.keep_max, "round_to": s.round_to}
                 spec, _, _ = by_sensitivity(graph, smap, t * base.metrics["macs"], **kw)
-                allocations.append(spec.ratios(graph.groups))
+                allocations.append((f"{method}@{t:g}", spec.ratios(graph.groups)))
         else:  # paam: the filters whose learned score clears the threshold
             spec = threshold_spec(base.scores, graph.groups, cfg.baseline.paam_threshold)
-            allocations.append(spec.ratios(graph.groups))
+            allocations.append((method, spec.ratios(graph.groups)))
     points = []
-    for ratios in allocations:
+    for origin, ratios in allocations:
         point = {}
         for var, groups in var_map.items():
             r = sum(ratios[g] for g in groups) / len(groups)
             point[var] = min(values, key=lambda v: abs(v - r))
-        points.append(point)
+        points.append((origin, point))
     return points

@@ -15,9 +15,8 @@ import torch
 from mlflow.exceptions import MlflowException
 from torch import nn
 
-from orchestrator.promote import MODEL_META, MODEL_STATE
 from orchestrator.store import client_for
-from orchestrator.tracking import run_with_role
+from orchestrator.tracking import MODEL_META, MODEL_STATE, run_with_role
 from trials.baseline import ModelInfo, load_weights, save_checkpoint
 from trials.errors import UserError
 from trials.latency import ONNX_EXTRA, ONNX_RTOL, onnx_bytes, onnx_parity

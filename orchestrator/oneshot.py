@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from orchestrator.baseline import Baseline, prepare_baseline
 from orchestrator.config import SearchConfig, dump_config
 from orchestrator.sensitivity import log_sensitivity
 from orchestrator.store import client_for, experiment_id
-from orchestrator.tracking import CRITERION, ROLE
+from orchestrator.tracking import record_prune
 from trials.adapruner import allocate
 from trials.baseline import save_checkpoint
 from trials.budget import project_ratios
@@ -97,36 +96,31 @@ def run_prune(cfg: SearchConfig, method: str, macs_target: float | None, say=pri
     result = run_trial(tc, report=lambda m: say(f"  epoch {m['epoch']}: val_accuracy {m['val_accuracy']:.4f}"))
     state = result.pop("state_dict")
     result.pop("regularizer_history", None)
-    client = client_for(cfg.tracking.uri)
-    exp_id = experiment_id(client, cfg.name)
-    tags = {ROLE: "prune", "prunetune.method": method, CRITERION: result.get("criterion", t.criterion)}
-    run = client.create_run(exp_id, run_name=f"prune-{method}-{time.strftime('%Y%m%d-%H%M%S')}", tags=tags)
-    rid = run.info.run_id
-    client.log_param(rid, "method", method)
-    client.log_param(rid, "macs_target", str(macs_target))
-    for k in ("val_accuracy", "val_loss", "macs", "params", "macs_ratio", "params_ratio"):
-        client.log_metric(rid, k, float(result[k]))
-    for k, v in base.metrics.items():
-        if isinstance(v, (int, float)):
-            client.log_metric(rid, f"baseline_{k}", float(v))
-    client.log_text(rid, json.dumps(result["spec"], indent=2, sort_keys=True), "spec.json")
-    client.log_text(rid, dump_config(cfg), "config.yaml")
-    if method == "sensitivity":
-        from orchestrator.sensitivity import sensitivity_map
-
-        graph = build_graph(base.model, (base.info.in_channels,) + (base.info.input_size,) * 2, base.info.arch)
-        log_sensitivity(client, rid, sensitivity_map(cfg, base, graph, lambda _m: None))
-    client.log_text(rid, json.dumps(asdict(tc.finetune)), "finetune.json")
+    texts = {"config.yaml": dump_config(cfg), "finetune.json": json.dumps(asdict(tc.finetune))}
     if result.get("criterion_scores"):
-        client.log_text(rid, json.dumps(result["criterion_scores"], sort_keys=True), "criterion_scores.json")
+        texts["criterion_scores.json"] = json.dumps(result["criterion_scores"], sort_keys=True)
     from trials.prune import rebuild
 
     model = rebuild(cfg.model.arch, spec, base.info.num_classes, base.info.in_channels, base.info.input_size)
     model.load_state_dict(state)
+    client = client_for(cfg.tracking.uri)
     with tempfile.TemporaryDirectory() as tmp:
         path = save_checkpoint(
             Path(tmp) / "pruned.pt", model, base.info, spec, {"val_accuracy": result["val_accuracy"]}
         )
-        client.log_artifact(rid, str(path), "model")
-    client.set_terminated(rid, "FINISHED")
+        rid = record_prune(
+            client,
+            experiment_id(client, cfg.name),
+            method=method,
+            macs_target=macs_target,
+            result={"criterion": t.criterion, **result},
+            baseline=base.metrics,
+            texts=texts,
+            checkpoint=path,
+        )
+    if method == "sensitivity":  # the map the counts came from (cached: computed for method_spec)
+        from orchestrator.sensitivity import sensitivity_map
+
+        graph = build_graph(base.model, (base.info.in_channels,) + (base.info.input_size,) * 2, base.info.arch)
+        log_sensitivity(client, rid, sensitivity_map(cfg, base, graph, lambda _m: None))
     return {"run_id": rid, "method": method, **{k: v for k, v in result.items() if k != "spec"}}

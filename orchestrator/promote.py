@@ -9,7 +9,6 @@ but the tracking store and the data.
 from __future__ import annotations
 
 import copy
-import json
 import re
 import tempfile
 import threading
@@ -20,7 +19,6 @@ from pathlib import Path
 
 import torch
 import yaml
-from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 
 from orchestrator.config import SearchConfig, validate_config
@@ -28,7 +26,17 @@ from orchestrator.deployment import checked_onnx, deploy_latency, speed
 from orchestrator.promote_train import fine_tune, follow
 from orchestrator.readback import read_front
 from orchestrator.store import client_for, get_experiment, search_all
-from orchestrator.tracking import BASELINE_ARTIFACT, CRITERION, ROLE, TRIAL_ID, run_with_role
+from orchestrator.tracking import (
+    BASELINE_ARTIFACT,
+    CRITERION,
+    RESUMED,
+    ROLE,
+    RUNTIME,
+    TRIAL_ID,
+    open_promote_run,
+    record_promotion,
+    run_with_role,
+)
 from trials.baseline import ModelInfo, load_model, load_weights, read_scores
 from trials.cost import count_cost
 from trials.data import load_test, load_train_val
@@ -39,8 +47,6 @@ from trials.latency import (
 from trials.prune import prune, rebuild
 from trials.spec import ChannelSpec
 from trials.train import evaluate, recalibrate_bn
-
-MODEL_META, MODEL_STATE = "prunetune/model.json", "prunetune/state_dict.pt"
 
 
 @dataclass(frozen=True)
@@ -134,7 +140,7 @@ def promote(target: str, opts: PromoteOptions, tracking_uri: str | None = None, 
     deploy = cfg.latency.settings()  # where the search measured latency (default: torch on this CPU)
     check_runtime(deploy)  # before the fine-tune: a runtime missing here is refused now
     name = f"promote-{trial.info.run_id[:8]}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_id = _open_run(client, trial, info)  # at the start: the curves appear as they come
+    run_id = open_promote_run(client, trial, info)  # at the start: the curves appear as they come
     say(f"promoting trial {trial.info.run_id} ({cfg.name}): {opts.epochs} epochs on {opts.workers} Ray Train workers")
     say(f"promote run {run_id}: per-epoch metrics are logged there live")
     live = {"uri": client.tracking_uri, "run_id": run_id}
@@ -158,10 +164,10 @@ def promote(target: str, opts: PromoteOptions, tracking_uri: str | None = None, 
     }
     onnx, parity = checked_onnx(model.cpu(), (info.in_channels, info.input_size, info.input_size), say)
     metrics.update(parity)
-    _record(client, run_id, trial, cfg, info, spec, model.cpu(), metrics, history, opts, tracking_uri, onnx)
-    if resumes:
-        client.set_tag(run_id, "prunetune.resumed_from_epochs", ",".join(map(str, resumes)))
-    client.set_tag(run_id, "prunetune.latency_runtime", f"{deploy.key()}")
+    tags = {RUNTIME: deploy.key(), **({RESUMED: ",".join(map(str, resumes))} if resumes else {})}
+    meta = promoted_meta(trial, cfg, info, spec)
+    record_promotion(client, run_id, model.cpu(), meta=meta, metrics=metrics, history=history, opts=opts,
+                     tracking_uri=tracking_uri, onnx=onnx, tags=tags)  # fmt: skip
     say(
         f"test_accuracy {metrics['test_accuracy']:.4f} (baseline {metrics['baseline_test_accuracy']:.4f}) at "
         f"{metrics['macs_ratio']:.3f}x MACs; latency on "
@@ -222,65 +228,7 @@ def _scored(cfg: SearchConfig, info: ModelInfo, baseline, model, deploy) -> dict
     }
 
 
-def _open_run(client, trial, info) -> str:
-    run = client.create_run(
-        trial.info.experiment_id,
-        run_name=f"promote-{trial.info.run_id[:8]}",
-        tags={
-            ROLE: "promote",
-            "prunetune.trial_run_id": trial.info.run_id,
-            "prunetune.search_run_id": trial.data.tags["mlflow.parentRunId"],
-            "prunetune.arch": info.arch,
-        },
-    )
-    return run.info.run_id
-
-
-def _record(client, run_id, trial, cfg, info, spec, model, metrics, history, opts, tracking_uri, onnx=None) -> str:
-    import mlflow
-    from mlflow.models import infer_signature
-
-    now = int(time.time() * 1000)
-    logged = {m.step for m in client.get_metric_history(run_id, "val_accuracy")}  # live, from the workers
-    client.log_batch(
-        run_id,
-        metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()]
-        + [
-            Metric(k, float(h[k]), now, h["epoch"])
-            for h in history
-            if h["epoch"] not in logged
-            for k in ("train_loss", "val_accuracy", "val_loss")
-        ],
-    )
-    client.log_param(run_id, "epochs", opts.epochs)
-    client.log_param(run_id, "workers", opts.workers)
-    with tempfile.TemporaryDirectory() as tmp:
-        meta = {
-            "format": "prunetune/1",
-            **asdict(info),
-            "spec": spec.to_dict(),
-            "criterion": trial_criterion(trial, cfg),
-        }
-        (Path(tmp) / "model.json").write_text(json.dumps(meta, indent=2))
-        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, Path(tmp) / "state_dict.pt")
-        if onnx is not None:  # checked against PyTorch (``_onnx``); batch size dynamic
-            (Path(tmp) / "model.onnx").write_bytes(onnx)
-        client.log_artifacts(run_id, tmp, "prunetune")
-    mlflow.set_tracking_uri(tracking_uri or client.tracking_uri)
-    x = torch.randn(2, info.in_channels, info.input_size, info.input_size)
-    with torch.no_grad():
-        y = model.eval()(x)
-    with mlflow.start_run(run_id=run_id):
-        logged = mlflow.pytorch.log_model(
-            model,
-            name="model",
-            signature=infer_signature(x.numpy(), y.numpy()),
-            input_example=x.numpy(),
-            registered_model_name=opts.register_as,
-        )
-    if opts.register_as:
-        version = logged.registered_model_version
-        client.set_registered_model_alias(opts.register_as, "candidate", str(version))
-        client.set_tag(run_id, "prunetune.registered", f"{opts.register_as}@candidate (v{version})")
-    client.set_terminated(run_id, "FINISHED")
-    return run_id
+def promoted_meta(trial, cfg: SearchConfig, info: ModelInfo, spec: ChannelSpec) -> dict:
+    """What rebuilds the promoted network from data (``MODEL_META``): its architecture,
+    sizes, kept counts and the criterion that chose the filters."""
+    return {"format": "prunetune/1", **asdict(info), "spec": spec.to_dict(), "criterion": trial_criterion(trial, cfg)}

@@ -8,7 +8,7 @@ import ast
 
 from orchestrator.config import SearchConfig, flat_config, validate_config
 from orchestrator.readback import stored_config, stored_search
-from orchestrator.tracking import param_value
+from orchestrator.store import param_value
 from trials.errors import UserError
 
 # What may differ between a search and its --resume: where it runs and records, and the

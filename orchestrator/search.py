@@ -25,7 +25,7 @@ from orchestrator.progress import TrackingCallback
 from orchestrator.reevaluate import reevaluate
 from orchestrator.resume import check_new, resume_config
 from orchestrator.screen import ScreenScheduler
-from orchestrator.searcher import PrunetuneOptunaSearch, new_searcher
+from orchestrator.searcher import PrunetuneOptunaSearch, new_searcher, starting_points
 from orchestrator.sensitivity import log_sensitivity, sensitivity_map
 from orchestrator.settings import trial_settings
 from orchestrator.space import (
@@ -247,7 +247,7 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
     settings = trial_settings(cfg, var_map, table)
     t0, started_at = time.perf_counter(), time.time()
     try:
-        _tune_runs(cfg, resume, trainable, callback, lambda: new_searcher(cfg, base, graph, var_map, smap), say)
+        _tune_runs(cfg, resume, trainable, callback, lambda: _searcher(cfg, base, graph, var_map, smap, record), say)
     except (KeyboardInterrupt, SearchStopped):
         _stop(record, callback, say)
         raise SearchStopped() from None
@@ -259,6 +259,13 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
         scores = {k: v.tolist() for k, v in base.scores.items()} or None
         reevaluate(cfg, record, settings, state, scores, say)
     return _finish(cfg, record, say, tune_seconds=time.perf_counter() - t0, tune_started_at=started_at)
+
+
+def _searcher(cfg: SearchConfig, base: Baseline, graph, var_map: dict, smap, record: SearchRecord):
+    """A new searcher; its starting points, with where each came from, go on the search run."""
+    starts = starting_points(cfg, base, graph, var_map, smap)
+    record.log_starts(starts)
+    return new_searcher(cfg, var_map, starts)
 
 
 def _tune_runs(cfg: SearchConfig, resume: bool, trainable, callback, new_searcher, say) -> None:

@@ -84,17 +84,28 @@ def sampler(cfg: SearchConfig) -> optuna.samplers.BaseSampler:
     return optuna.samplers.NSGAIISampler(seed=s.seed, population_size=population)
 
 
-def new_searcher(cfg: SearchConfig, base: Baseline, graph, var_map: dict, smap=None) -> PrunetuneOptunaSearch:
+def starting_points(cfg: SearchConfig, base: Baseline, graph, var_map: dict, smap=None) -> list[tuple[str, dict]]:
+    """The points Optuna runs first, in this order, each once and each with where it came
+    from: the methods' allocations ("adapruner", "sensitivity@0.5", "paam"), then the
+    uniform warm starts ("uniform@0.5")."""
     s, names = cfg.search, list(var_map)
+    uniform = warm_start_points(names, warm_levels(s), s.keep_min, s.keep_max, s.keep_step)
+    named = method_points(cfg, base, graph, var_map, smap) + [
+        (f"uniform@{p[names[0]]:g}" if names else "uniform", p) for p in uniform
+    ]
+    points = with_targets(cfg, graph, var_map, with_spread(cfg, [p for _, p in named]))
+    return dedup([(origin, p) for (origin, _), p in zip(named, points)], key=lambda item: item[1])
+
+
+def new_searcher(cfg: SearchConfig, var_map: dict, starts: list[tuple[str, dict]]) -> PrunetuneOptunaSearch:
+    """Optuna behind Ray Tune, over the search's space, evaluating ``starts`` first."""
+    s = cfg.search
     cost = axis(s.objective).key  # the front's cost: macs, params, or the measured latency ratio
     metric, mode = (["val_accuracy", cost], ["max", "min"]) if s.mode == "front" else ("val_accuracy", "max")
-    points = method_points(cfg, base, graph, var_map, smap) + warm_start_points(
-        names, warm_levels(s), s.keep_min, s.keep_max, s.keep_step
-    )
     return PrunetuneOptunaSearch(
-        space=search_space(cfg, names),
+        space=search_space(cfg, list(var_map)),
         metric=metric,
         mode=mode,
         sampler=sampler(cfg),
-        points_to_evaluate=dedup(with_targets(cfg, graph, var_map, with_spread(cfg, points))),
+        points_to_evaluate=[p for _, p in starts],
     )

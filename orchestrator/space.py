@@ -141,12 +141,12 @@ def warm_levels(s) -> list[float]:
     return s.warm_start[:1] if s.mode == "budget" else list(s.warm_start)
 
 
-def dedup(points: list[dict]) -> list[dict]:
-    """The points in order, each once."""
+def dedup(items: list, key=lambda point: point) -> list:
+    """The items in order, each point (``key(item)``, a dict) once."""
     seen, out = set(), []
-    for p in points:
-        key = tuple(sorted(p.items()))
-        if key not in seen:
-            seen.add(key)
-            out.append(p)
+    for item in items:
+        k = tuple(sorted(key(item).items()))
+        if k not in seen:
+            seen.add(k)
+            out.append(item)
     return out

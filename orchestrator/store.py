@@ -67,3 +67,20 @@ def experiment_id(client: MlflowClient, name: str) -> str:
     if exp is not None:
         return exp.experiment_id
     return client.create_experiment(name, tags=EXPERIMENT_KIND)
+
+
+# -- values as MLflow takes them ---------------------------------------------------------
+def chunks(items: list, n: int = 100):
+    """``items`` in batches MLflow accepts (100 params or tags, 1,000 metrics per call)."""
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def param_value(value) -> str:
+    """A config value as the search's parent run stores it (MLflow caps a param at 6,000 characters)."""
+    return str(value)[:6000]
+
+
+def trial_param(value) -> str:
+    """A sampled value as the search space defines it: 0.6, not 0.6000000000000001."""
+    return repr(round(value, 10)) if isinstance(value, float) else str(value)

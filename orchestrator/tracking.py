@@ -1,5 +1,7 @@
-"""The MLflow record of a search (DESIGN.md): one parent run per search, one child run
-per trial, the front as artifacts under ``pareto/``. Only the driver writes here.
+"""The MLflow record (DESIGN.md), every run prunetune writes and every tag it sets: one
+parent run per search, one child run per trial, the front as artifacts under ``pareto/``;
+a promote run per promotion (its model, metadata and registry alias); a prune run per
+``prunetune prune``. Only the driver writes here.
 
 Trials are identified by their Ray trial id (tag ``prunetune.trial_id``), so that a
 resumed search finds its existing child runs instead of creating new ones.
@@ -20,38 +22,24 @@ from mlflow.tracking import MlflowClient
 from orchestrator.axis import BASELINE_ROW, Axis, axis, baseline_row
 from orchestrator.front_table import BASELINE_KEYS, front_rows, rows_to_csv, summary, trial_row
 from orchestrator.pareto import Front, hypervolume
-from orchestrator.store import client_for, experiment_id, search_all
+from orchestrator.store import chunks, client_for, experiment_id, param_value, search_all, trial_param
 from trials.errors import UserError, first_line
 
 BASELINE_ARTIFACT = "baseline/baseline.pt"
 ROLE, TRIAL_ID, PARETO = "prunetune.role", "prunetune.trial_id", "prunetune.pareto"
 STORAGE, RETRIES, CRITERION = "prunetune.storage", "prunetune.retries", "prunetune.criterion"
 FIDELITY = "prunetune.fidelity"  # what a trial reached: finetune, or adaptive_bn (screened out)
-FINAL_METRICS = (
-    "val_accuracy",
-    "val_loss",
-    "macs",
-    "params",
-    "macs_ratio",
-    "params_ratio",
-    "trial_seconds",
-    "latency_ms",
-    "latency_spread_ms",
-    "baseline_latency_ms",
-    "latency_ratio",
-    "latency_pred_ms",
-)
+FINAL_METRICS = ("val_accuracy", "val_loss", "macs", "params", "macs_ratio", "params_ratio", "trial_seconds",
+                 "latency_ms", "latency_spread_ms", "baseline_latency_ms", "latency_ratio", "latency_pred_ms")  # fmt: skip
+CURVE = ("train_loss", "val_accuracy", "val_loss")  # per-epoch metrics of a fine-tune
 OBJECTIVE_PARAM = "search.objective"  # the search run's param naming the front's cost axis
-
-
-def _chunks(items: list, n: int = 100):
-    for i in range(0, len(items), n):
-        yield items[i : i + n]
-
-
-def param_value(value) -> str:
-    """A config value as the search's parent run stores it (MLflow caps a param at 6,000 characters)."""
-    return str(value)[:6000]
+ERROR = "prunetune.error"  # why a trial failed
+# a promote run: the trial and search it came from, where it was timed, what it registered
+TRIAL_RUN, SEARCH_RUN, ARCH = "prunetune.trial_run_id", "prunetune.search_run_id", "prunetune.arch"
+REGISTERED, RESUMED, RUNTIME = "prunetune.registered", "prunetune.resumed_from_epochs", "prunetune.latency_runtime"
+METHOD = "prunetune.method"  # a prune run: the method that chose its counts
+MODEL_META, MODEL_STATE = "prunetune/model.json", "prunetune/state_dict.pt"  # a promoted model, without pickle
+STARTS_ARTIFACT = "search/starts.json"  # the points Optuna ran first, in order, with where each came from
 
 
 def search_runs_of(client: MlflowClient, exp_id: str) -> list:
@@ -60,11 +48,6 @@ def search_runs_of(client: MlflowClient, exp_id: str) -> list:
 
 
 NOTE = "mlflow.note.content"  # a run's description in the MLflow UI
-
-
-def trial_param(value) -> str:
-    """A sampled value as the search space defines it: 0.6, not 0.6000000000000001."""
-    return repr(round(value, 10)) if isinstance(value, float) else str(value)
 
 
 def _stored_search(client: MlflowClient, exp_id: str, storage: str):
@@ -109,11 +92,8 @@ class SearchRecord:
             if found:
                 client.update_run(found.info.run_id, status="RUNNING")
                 return cls(uri, experiment, found.info.run_id, objective)
-        run = client.create_run(
-            exp_id,
-            run_name=f"search-{time.strftime('%Y%m%d-%H%M%S')}",
-            tags={ROLE: "search", STORAGE: storage},
-        )
+        name = f"search-{time.strftime('%Y%m%d-%H%M%S')}"
+        run = client.create_run(exp_id, run_name=name, tags={ROLE: "search", STORAGE: storage})
         return cls(uri, experiment, run.info.run_id, objective)
 
     def _load_existing(self) -> None:
@@ -122,9 +102,8 @@ class SearchRecord:
         if self.objective is None:
             self.objective = run.data.params.get(OBJECTIVE_PARAM, "macs")
         key = self.axis.key
-        for child in search_all(
-            self.client, [run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'"
-        ):
+        children = search_all(self.client, [self.experiment_id], f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'")
+        for child in children:
             tid = child.data.tags.get(TRIAL_ID)
             if not tid:
                 continue
@@ -156,8 +135,14 @@ class SearchRecord:
         params = [Param(k, param_value(v)) for k, v in flat.items()]
         existing = self.client.get_run(self.parent_run_id).data.params
         params = [p for p in params if p.key not in existing]
-        for chunk in _chunks(params):
+        for chunk in chunks(params):
             self.client.log_batch(self.parent_run_id, params=chunk)
+
+    def log_starts(self, starts: list[tuple[str, dict]]) -> None:
+        """The starting points in the order Optuna runs them (the first is trial ``_00000``),
+        each ``{"origin": "sensitivity@0.5", "params": {...}}`` with params as trial runs hold them."""
+        doc = [{"origin": o, "params": {k: trial_param(v) for k, v in p.items()}} for o, p in starts]
+        self.client.log_text(self.parent_run_id, json.dumps(doc, indent=1), STARTS_ARTIFACT)
 
     def log_baseline(self, metrics: dict, history: list[dict] | None = None) -> None:
         """The baseline's metrics, and the course of its regularizer (one metric per
@@ -168,7 +153,7 @@ class SearchRecord:
         for point in history or []:
             step = int(point.get("step", 0))
             rows += [Metric(f"baseline_{k}", float(v), now, step) for k, v in point.items() if k != "step"]
-        for chunk in _chunks(rows, 1000):
+        for chunk in chunks(rows, 1000):
             self.client.log_batch(self.parent_run_id, metrics=chunk)
 
     def log_baseline_checkpoint(self, model, info, scores: dict | None = None) -> None:
@@ -191,11 +176,8 @@ class SearchRecord:
     def kill_open_trials(self) -> int:
         """Mark the child runs still RUNNING as KILLED (a stopped search); a resume that
         runs such a trial again finishes its run. Returns how many were marked."""
-        running = search_all(
-            self.client,
-            [self.experiment_id],
-            f"tags.`mlflow.parentRunId` = '{self.parent_run_id}' and attributes.status = 'RUNNING'",
-        )
+        where = f"tags.`mlflow.parentRunId` = '{self.parent_run_id}' and attributes.status = 'RUNNING'"
+        running = search_all(self.client, [self.experiment_id], where)
         for run in running:
             self.client.set_terminated(run.info.run_id, "KILLED")
         return len(running)
@@ -206,11 +188,8 @@ class SearchRecord:
     # metrics and tags are one batch; spec.json; the run's end.
     def child(self, trial_id: str) -> str:
         if trial_id not in self.children:
-            run = self.client.create_run(
-                self.experiment_id,
-                run_name=f"trial-{trial_id}",
-                tags={"mlflow.parentRunId": self.parent_run_id, ROLE: "trial", TRIAL_ID: trial_id},
-            )
+            tags = {"mlflow.parentRunId": self.parent_run_id, ROLE: "trial", TRIAL_ID: trial_id}
+            run = self.client.create_run(self.experiment_id, run_name=f"trial-{trial_id}", tags=tags)
             self.children[trial_id] = run.info.run_id
         return self.children[trial_id]
 
@@ -283,7 +262,7 @@ class SearchRecord:
 
     def log_failure(self, trial_id: str, params: dict, message: str) -> None:
         run_id = self.child(trial_id)
-        self._batch(run_id, params, tags=[RunTag("prunetune.error", message[:5000]), RunTag(PARETO, "false")])
+        self._batch(run_id, params, tags=[RunTag(ERROR, message[:5000]), RunTag(PARETO, "false")])
         self._tagged[run_id] = False
         self.client.set_terminated(run_id, "FAILED")
 
@@ -364,3 +343,74 @@ def run_with_role(client: MlflowClient, run_id: str, role: str):
     if run.data.tags.get(ROLE) != role:
         raise UserError(f"run '{run_id}' is not a prunetune {role} run (tag {ROLE}={run.data.tags.get(ROLE)!r})")
     return run
+
+
+# -- the runs a search leads to: a promotion, a one-shot prune ---------------------------
+def open_promote_run(client: MlflowClient, trial, info) -> str:
+    """The promote run of ``trial`` (a trial run), in its search's experiment, opened before
+    the fine-tune so the workers' live curves have somewhere to go."""
+    tags = {ROLE: "promote", TRIAL_RUN: trial.info.run_id, SEARCH_RUN: trial.data.tags["mlflow.parentRunId"]}
+    run = client.create_run(
+        trial.info.experiment_id, run_name=f"promote-{trial.info.run_id[:8]}", tags={**tags, ARCH: info.arch}
+    )
+    return run.info.run_id
+
+
+def record_promotion(client: MlflowClient, run_id: str, model, *, meta: dict, metrics: dict, history: list, opts,
+                     tracking_uri: str | None, onnx: bytes | None = None, tags: dict | None = None) -> str:  # fmt: skip
+    """The promote run's record: metrics (the epochs the workers did not log live), the
+    model as data (``MODEL_META``, ``MODEL_STATE``, the checked ONNX), the MLflow model,
+    its registered version and the ``candidate`` alias; then the run is closed."""
+    import mlflow
+    import torch
+    from mlflow.models import infer_signature
+
+    now = int(time.time() * 1000)
+    logged = {m.step for m in client.get_metric_history(run_id, "val_accuracy")}  # live, from the workers
+    curve = [Metric(k, float(h[k]), now, h["epoch"]) for h in history if h["epoch"] not in logged for k in CURVE]
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()] + curve)
+    client.log_batch(run_id, params=[Param("epochs", str(opts.epochs)), Param("workers", str(opts.workers))])
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "model.json").write_text(json.dumps(meta, indent=2))
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, Path(tmp) / "state_dict.pt")
+        if onnx is not None:  # checked against PyTorch; batch size dynamic
+            (Path(tmp) / "model.onnx").write_bytes(onnx)
+        client.log_artifacts(run_id, tmp, "prunetune")
+    mlflow.set_tracking_uri(tracking_uri or client.tracking_uri)
+    x = torch.randn(2, meta["in_channels"], meta["input_size"], meta["input_size"])
+    with torch.no_grad():
+        y = model.eval()(x)
+    with mlflow.start_run(run_id=run_id):
+        signature = infer_signature(x.numpy(), y.numpy())
+        logged = mlflow.pytorch.log_model(
+            model, name="model", signature=signature, input_example=x.numpy(), registered_model_name=opts.register_as
+        )
+    for key, value in (tags or {}).items():
+        client.set_tag(run_id, key, value)
+    if opts.register_as:
+        version = logged.registered_model_version
+        client.set_registered_model_alias(opts.register_as, "candidate", str(version))
+        client.set_tag(run_id, REGISTERED, f"{opts.register_as}@candidate (v{version})")
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+def record_prune(client: MlflowClient, exp_id: str, *, method: str, macs_target: float | None, result: dict,
+                 baseline: dict, texts: dict[str, str], checkpoint: Path) -> str:  # fmt: skip
+    """One finished prune run: the method's counts fine-tuned (``result``: a trial's final
+    metrics and spec), the baseline's metrics beside them, ``texts`` (artifact path ->
+    content: config, fine-tune, scores) and the pruned checkpoint under ``model/``."""
+    tags = {ROLE: "prune", METHOD: method, CRITERION: str(result["criterion"])}
+    run = client.create_run(exp_id, run_name=f"prune-{method}-{time.strftime('%Y%m%d-%H%M%S')}", tags=tags)
+    rid = run.info.run_id
+    keys = ("val_accuracy", "val_loss", "macs", "params", "macs_ratio", "params_ratio")
+    metrics = [Metric(k, float(result[k]), 0, 0) for k in keys]
+    metrics += [Metric(f"baseline_{k}", float(v), 0, 0) for k, v in baseline.items() if isinstance(v, (int, float))]
+    params = [Param("method", method), Param("macs_target", str(macs_target))]
+    client.log_batch(rid, metrics=metrics, params=params)
+    texts = {"spec.json": json.dumps(result["spec"], indent=2, sort_keys=True), **texts}
+    for path, text in texts.items():
+        client.log_text(rid, text, path)
+    client.log_artifact(rid, str(checkpoint), "model")
+    client.set_terminated(rid, "FINISHED")
+    return rid

@@ -1,6 +1,6 @@
 """The packages' layering, read from the source: trials imports none of Ray, MLflow,
 Optuna or the other packages; cluster does not import orchestrator; no two files import
-each other at module level."""
+each other at module level; every module has its test file."""
 
 from __future__ import annotations
 
@@ -49,3 +49,16 @@ def test_no_two_files_import_each_other_at_module_level():
     }
     cycles = sorted((a, b) for a, deps in edges.items() for b in deps if a in edges.get(b, ()) and a < b)
     assert not cycles, cycles
+
+
+def test_every_module_has_its_test_file_where_the_layout_says():
+    """tests/<package>/test_<module>.py for every module (ARCHITECTURE.md, "The tests")."""
+    missing = [
+        str(path.relative_to(ROOT))
+        for pkg in PACKAGES
+        for path in _files(pkg)
+        if path.name != "__init__.py"
+        and "__pycache__" not in path.parts
+        and not (ROOT / "tests" / path.parent.relative_to(ROOT) / f"test_{path.name}").is_file()
+    ]
+    assert not missing, f"modules without tests/<package>/test_<module>.py: {missing}"

@@ -21,7 +21,8 @@ from cluster.local import LocalCluster, free_port
 from tests.conftest import start_mlflow, stop_mlflow
 from tests.integration.conftest import PRUNETUNE, _config, _runs, finished_children
 
-pytestmark = pytest.mark.integration
+# one xdist group: with `make test` (-n 2 --dist loadgroup) every integration test runs in one worker
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("integration")]
 
 
 def test_a_client_without_the_token_is_refused(ray_cluster, tmp_path):

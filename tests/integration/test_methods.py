@@ -13,7 +13,8 @@ from mlflow.tracking import MlflowClient
 
 from tests.integration.conftest import PRUNETUNE, _config, _runs, _search
 
-pytestmark = pytest.mark.integration
+# one xdist group: with `make test` (-n 2 --dist loadgroup) every integration test runs in one worker
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("integration")]
 
 METHOD_SEARCHES = {
     # DAFP: sparsity-trained baseline, dependency-aware criterion, EagleEye adaptive-BN fidelity
@@ -58,10 +59,15 @@ def test_method_runs_end_to_end_inside_a_search(name, tmp_path, mlflow_server, r
     if "sensitivity" in search.get("warm_start_methods", []):  # the map, computed by Ray tasks, is logged
         logged = {a.path for a in client.list_artifacts(parents[0].info.run_id, "sensitivity")}
         assert logged == {"sensitivity/map.json", "sensitivity/table.json", "sensitivity/heatmap.png"}
-    if search.get("warm_start_methods"):  # the method's point is the first trial Optuna ran
-        params = [c.data.params for c in children]
-        uniform = [p for p in params if len({v for k, v in p.items() if k.startswith("stage")}) == 1]
-        assert len(uniform) < len(params)
+    if search.get("warm_start_methods"):  # the starting points, the method's first, are what Optuna ran first
+        starts = json.loads(
+            Path(client.download_artifacts(parents[0].info.run_id, "search/starts.json", str(tmp_path))).read_text()
+        )
+        method = search["warm_start_methods"][0]
+        assert starts[0]["origin"].split("@")[0] == method and starts[-1]["origin"].startswith("uniform@")
+        ran = [c.data.params for c in children]
+        for start in starts[: len(children)]:
+            assert any({k: p.get(k) for k in start["params"]} == start["params"] for p in ran), (start, ran)
     if trial["criterion"] in ("auto", "paam"):  # promotion cuts the network as the trial did
         _promotes_as_the_trial_cut(tmp_path, ray_cluster, mlflow_server, children[0], trial["criterion"])
 

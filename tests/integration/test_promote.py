@@ -16,7 +16,8 @@ from trials.data import DataConfig, load_test
 from trials.latency import ONNX_RTOL
 from trials.train import evaluate
 
-pytestmark = pytest.mark.integration
+# one xdist group: with `make test` (-n 2 --dist loadgroup) every integration test runs in one worker
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("integration")]
 
 
 def _cli(cluster, *args, check=True):

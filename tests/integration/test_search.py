@@ -12,7 +12,8 @@ import yaml
 from orchestrator.pareto import pareto_front
 from tests.integration.conftest import PRUNETUNE, _config, _runs, _search
 
-pytestmark = pytest.mark.integration
+# one xdist group: with `make test` (-n 2 --dist loadgroup) every integration test runs in one worker
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("integration")]
 
 
 def test_front_search_records_one_child_per_trial_and_a_consistent_front(tmp_path, mlflow_server, ray_cluster):

@@ -8,7 +8,6 @@ import yaml
 
 from orchestrator.cli import main
 from orchestrator.config import dump_config, load_config, validate_config
-from orchestrator.overrides import apply_overrides
 from trials.errors import UserError
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
@@ -25,14 +24,6 @@ def test_every_example_loads_and_validates(path):
 def test_quickstart_is_a_digits_front_search():
     cfg = load_config(Path(EXAMPLES[0]).parent / "quickstart.yaml")
     assert (cfg.data.name, cfg.model.arch, cfg.search.mode, cfg.trial.gpu) == ("digits", "resnet20", "front", 0)
-
-
-def test_overrides_are_typed_and_nested(tmp_path):
-    path = tmp_path / "c.yaml"
-    path.write_text("name: x\n")
-    cfg = load_config(path, ["search.num_trials=8", "trial.gpu=0.25", "search.sampler=tpe", "data.root=/d"])
-    assert cfg.search.num_trials == 8 and cfg.trial.gpu == 0.25 and cfg.search.sampler == "tpe"
-    assert cfg.data.root == "/d"
 
 
 def test_round_to_takes_a_multiple_or_auto():
@@ -83,13 +74,6 @@ def test_resolved_config_round_trips():
 def test_bad_configs_name_the_key(data, message):
     with pytest.raises(UserError, match=message):
         validate_config(data)
-
-
-def test_bad_overrides():
-    with pytest.raises(UserError, match="expected dotted.key=value"):
-        apply_overrides({}, ["search.num_trials"])
-    with pytest.raises(UserError, match="'name' is not a section"):
-        apply_overrides({"name": "x"}, ["name.y=1"])
 
 
 def test_cli_exits_2_without_traceback(tmp_path, capsys):

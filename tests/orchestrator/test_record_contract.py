@@ -14,7 +14,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from orchestrator import promote, readback
+from orchestrator import promote, readback, tracking
 from orchestrator.config import dump_config, flat_config, validate_config
 from orchestrator.store import EXPERIMENT_KIND
 from orchestrator.tracking import BASELINE_ARTIFACT, CRITERION, PARETO, ROLE, TRIAL_ID, SearchRecord
@@ -132,22 +132,25 @@ def test_a_promote_run_carries_the_model_its_metadata_and_the_registry_alias(sea
     opts = promote.PromoteOptions(epochs=1, workers=1, register_as=f"{record.experiment}-model")
     history = [{"epoch": 1, "train_loss": 0.4, "val_accuracy": 0.91, "val_loss": 0.3}]
     metrics = {"val_accuracy": 0.91, "test_accuracy": 0.9, "macs_ratio": 0.3}
-    run_id = promote._open_run(client, trial, INFO)
-    promote._record(client, run_id, trial, cfg, INFO, spec, model, metrics, history, opts, uri)
+    run_id = tracking.open_promote_run(client, trial, INFO)
+    meta = promote.promoted_meta(trial, cfg, INFO, spec)
+    tracking.record_promotion(
+        client, run_id, model, meta=meta, metrics=metrics, history=history, opts=opts, tracking_uri=uri
+    )
     run = client.get_run(run_id)
     assert run.data.tags[ROLE] == "promote" and run.info.status == "FINISHED"
     assert run.data.tags["prunetune.trial_run_id"] == trial.info.run_id
     assert run.data.tags["prunetune.search_run_id"] == record.parent_run_id
     assert run.data.metrics["test_accuracy"] == 0.9
     assert {a.path for a in client.list_artifacts(run_id, "prunetune")} == {
-        promote.MODEL_META,
-        promote.MODEL_STATE,
+        tracking.MODEL_META,
+        tracking.MODEL_STATE,
     }
     version = client.get_model_version_by_alias(f"{record.experiment}-model", "candidate")
     assert version.run_id == run_id
     assert run.data.tags["prunetune.registered"] == f"{record.experiment}-model@candidate (v{version.version})"
     with tempfile.TemporaryDirectory() as tmp:
-        meta = json.loads(Path(client.download_artifacts(run_id, promote.MODEL_META, tmp)).read_text())
-        state = torch.load(client.download_artifacts(run_id, promote.MODEL_STATE, tmp), weights_only=True)
+        meta = json.loads(Path(client.download_artifacts(run_id, tracking.MODEL_META, tmp)).read_text())
+        state = torch.load(client.download_artifacts(run_id, tracking.MODEL_STATE, tmp), weights_only=True)
     assert meta["arch"] == INFO.arch and meta["criterion"] == "l1"
     assert state.keys() == model.state_dict().keys()

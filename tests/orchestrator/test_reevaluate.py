@@ -12,6 +12,7 @@ from orchestrator.front_table import rows_to_csv
 from orchestrator.progress import format_rows
 from orchestrator.reevaluate import UNIFORM, is_uniform, rounds, uniform_job
 from orchestrator.tracking import SearchRecord
+from tests.orchestrator.conftest import _result
 
 
 def _final(acc: float, ratio: float, trial: str) -> dict:
@@ -78,3 +79,45 @@ def test_a_searched_configuration_is_compared_seed_for_seed_with_the_uniform_cut
     jobs_seen.clear()
     assert rounds(record, 1, 2, 0, run_all, "l1", said.append) == 1
     assert all(UNIFORM not in spec for spec, _c, _s in jobs_seen) and len(jobs_seen) == 2
+
+
+def test_reevaluation_goes_on_with_what_comes_onto_the_front_until_its_budget_is_spent(store):
+    """Round 1 re-evaluates the front (lucky, small); lucky falls to 0.90 and steady comes
+    onto the front in its place, so round 2 re-evaluates steady: the front a user reads is
+    of means. Then the rest, most accurate first, while the budget (top) lasts; each
+    configuration is re-evaluated once."""
+    from orchestrator.reevaluate import rounds
+
+    uri, record = store
+    record.log_final("lucky", {"stage0": 0.5}, _result(0.97, 4 * 10**7))
+    record.log_final("steady", {"stage0": 0.6}, _result(0.95, 4 * 10**7))
+    record.log_final("small", {"stage0": 0.3}, _result(0.80, 10**7))
+    record.log_final("poor", {"stage0": 0.4}, _result(0.70, 3 * 10**7))
+    truth = {"lucky": 0.90, "steady": 0.94, "small": 0.80}
+    by_run = {v: k for k, v in record.children.items()}
+    calls, said = [], []
+
+    def run_all(jobs):
+        calls.append(len(jobs))
+        return [truth[by_run[_run_of(spec)]] + 0.001 * (seed % 7) for spec, _c, seed in jobs]
+
+    specs = {}
+
+    def _run_of(spec):
+        return specs[json.dumps(spec, sort_keys=True)]
+
+    for trial, run_id in record.children.items():  # each trial's spec names it, so run_all knows whose it is
+        spec = {"channels": {"g": 4}, "trial": trial}
+        MlflowClient(uri).log_text(run_id, json.dumps(spec), "spec.json")
+        specs[json.dumps(spec, sort_keys=True)] = run_id
+    truth["poor"] = 0.70
+    assert rounds(record, 3, 2, 0, run_all, "l1", said.append) == 3
+    assert calls == [4, 2]  # round 1: lucky and small, 2 seeds each; round 2: steady; no budget for poor
+    assert said[0].startswith("reevaluate: the top 2") and said[3].startswith("reevaluate: 1 more")
+    again = SearchRecord(uri, "exp", record.parent_run_id)
+    again.baseline = record.baseline
+    rows = {r["trial"]: r for r in again.rows()}
+    assert rows["steady"]["pareto"] and not rows["lucky"]["pareto"] and "reevaluations" not in rows["poor"]
+    assert rows["steady"]["val_accuracy"] == pytest.approx(0.94 + 0.001 * ((1000 % 7) + (2000 % 7)) / 2)
+    assert rounds(record, 5, 2, 0, run_all, "l1", said.append) == 1 and calls[-1] == 2  # poor, the one left
+    assert rounds(record, 5, 2, 0, run_all, "l1", said.append) == 0  # each once

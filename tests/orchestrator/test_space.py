@@ -96,39 +96,6 @@ def test_front_targets_add_a_macs_target_variable_and_give_warm_starts_their_own
         validate_config({"name": "t", "search": {"mode": "budget", "macs_target": 0.5, "front_targets": True}})
 
 
-def test_a_long_search_is_split_into_tune_runs_of_at_most_trials_per_run():
-    from orchestrator.config import validate_config
-    from orchestrator.search import run_name, run_sizes
-
-    assert run_sizes(2000, 500) == [500] * 4
-    assert run_sizes(1201, 500) == [500, 500, 201] and run_sizes(16, 500) == [16]
-    assert [run_name(i) for i in range(3)] == ["tune", "tune-1", "tune-2"]
-    assert validate_config({"name": "t"}).search.trials_per_run == 500
-    with pytest.raises(Exception, match="trials_per_run"):
-        validate_config({"name": "t", "search": {"trials_per_run": 0}})
-
-
-def test_the_screen_keeps_the_promising_and_stops_the_rest():
-    import random
-
-    from ray.tune.schedulers import TrialScheduler
-
-    from orchestrator.screen import ScreenScheduler
-
-    sched = ScreenScheduler(keep=0.25)
-    assert sched.decide("t0", 0.5) == TrialScheduler.CONTINUE  # nothing to compare with yet
-    assert sched.decide("t1", 0.4) == TrialScheduler.STOP  # below everything before it
-    assert sched.decide("t2", 0.9) == TrialScheduler.CONTINUE  # above everything before it
-    assert sched.decide("t1", 0.0) == TrialScheduler.CONTINUE  # a retried trial keeps its decision
-    rng = random.Random(0)
-    sched = ScreenScheduler(keep=0.25)
-    went_on = sum(sched.decide(f"r{i}", rng.random()) == TrialScheduler.CONTINUE for i in range(400))
-    assert 0.2 * 400 <= went_on <= 0.33 * 400  # about the share it keeps
-    trial = type("T", (), {"trial_id": "x"})()
-    assert sched.on_trial_result(None, trial, {"val_accuracy": -1.0, "epoch": 1}) == TrialScheduler.CONTINUE
-    assert sched.on_trial_result(None, trial, {"val_accuracy": -1.0, "fidelity": 0}) == TrialScheduler.STOP
-
-
 def test_spread_pulls_the_ratios_towards_their_mean_and_warm_starts_begin_at_uniform():
     from orchestrator.config import validate_config
     from orchestrator.space import SPREAD, TARGET, search_space, with_spread

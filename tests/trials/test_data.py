@@ -59,33 +59,3 @@ def test_missing_roots_say_which_files_to_put_where(tmp_path):
         load_train_val(DataConfig(name="mnist"))
     with pytest.raises(UserError, match="data.name 'emnist' is unknown"):
         load_train_val(DataConfig(name="emnist"))
-
-
-def test_imagefolder_carves_validation_from_train(tmp_path):
-    from PIL import Image
-
-    for part in ("train", "val"):
-        for c in ("cat", "dog"):
-            (tmp_path / part / c).mkdir(parents=True)
-            for i in range(10):
-                Image.fromarray(np.full((40, 40, 3), i * 20, np.uint8)).save(tmp_path / part / c / f"{i}.png")
-    cfg = DataConfig(
-        name="imagefolder", root=str(tmp_path), image_size=32, batch_size=4, num_workers=0, val_fraction=0.2
-    )
-    splits = load_train_val(cfg)
-    assert len(splits.val.dataset) == 4 and splits.num_classes == 2
-    x, _ = next(iter(splits.train))
-    assert x.shape == (4, 3, 32, 32)
-    assert len(load_test(cfg).dataset) == 20
-
-
-@pytest.mark.parametrize("n,world", [(1151, 2), (1150, 2), (10, 3)])
-def test_shards_are_disjoint_and_equal_so_ddp_ranks_take_the_same_steps(n, world):
-    from trials.loaders import TensorLoader
-
-    x = torch.arange(n, dtype=torch.float).view(n, 1, 1, 1)
-    loader = TensorLoader(x, torch.zeros(n), batch_size=4, mean=torch.zeros(1), std=torch.ones(1), drop_last=True)
-    shards = [loader.shard(r, world) for r in range(world)]
-    assert len({len(s) for s in shards}) == 1 and len({s.num_samples for s in shards}) == 1
-    seen = [set(s.x.flatten().tolist()) for s in shards]
-    assert all(not (a & b) for i, a in enumerate(seen) for b in seen[i + 1 :])

@@ -7,6 +7,7 @@ import pathlib
 import pytest
 import torch
 
+from tests.trials.conftest import _digits_trial
 from trials.data import DataConfig
 from trials.errors import TrialFailed, UserError
 from trials.groups import build_graph
@@ -99,19 +100,6 @@ def test_the_finetune_seed_reaches_the_data_order_and_the_split_stays():
     assert not torch.equal(a["state_dict"]["fc.weight"], b["state_dict"]["fc.weight"])
 
 
-def test_reseed_sets_the_training_order():
-    from trials.data import load_train_val
-    from trials.loaders import reseed
-
-    train = load_train_val(DATA).train
-    reseed(train, 5)
-    first = next(iter(train))[1]
-    reseed(train, 5)
-    assert torch.equal(next(iter(train))[1], first)
-    reseed(train, 6)
-    assert not torch.equal(next(iter(train))[1], first)
-
-
 def test_a_screened_trial_reports_its_adaptive_bn_score_before_the_fine_tune():
     from trials.data import DataConfig
     from trials.models import create_model
@@ -166,3 +154,15 @@ def test_budget_mode_on_latency_lands_near_the_measured_target():
     # fresh sample, on two cores shared with whatever else runs) lands near the target
     assert abs(result["latency_ratio"] - 0.5) < 0.15, result["latency_ratio"]
     assert result["latency_pred_ms"] > 0 and result["macs_ratio"] < 0.8
+
+
+# -- EagleEye -------------------------------------------------------------------------------
+def test_adaptive_bn_evaluation_trains_nothing(digits_baseline):
+    state = digits_baseline.state_dict()
+    cfg = _digits_trial(digits_baseline, keep=0.6, evaluation="adaptive_bn", adaptive_bn_batches=5)
+    reports = []
+    result = run_trial(cfg, reports.append)
+    assert reports == [] and result["epoch"] == 0 and 0.0 <= result["val_accuracy"] <= 1.0
+    # no gradient step: the classifier's bias (never pruned) is the baseline's; BN stats are new
+    assert torch.equal(result["state_dict"]["fc.bias"], state["fc.bias"])
+    assert not torch.equal(result["state_dict"]["layer3.2.bn2.running_var"][:4], state["layer3.2.bn2.running_var"][:4])
