@@ -43,7 +43,9 @@ def test_the_callback_freezes_the_driver_heap_every_few_hundred_trials_and_thaws
             cb.on_trial_result(0, [], SimpleNamespace(trial_id=f"t{i}", config={}), {**_result(acc, macs), "final": 1})
             frozen.append(gc.get_freeze_count())
         assert cb.frozen == 2
-        assert frozen[1] == 0 and frozen[2] > 0 and frozen[5] >= frozen[2]  # after trials 3 and 6
+        # frozen after trials 3 and 6 (the count is of live objects: frozen ones that die leave it,
+        # so after trial 6 it need not exceed the count after trial 3)
+        assert frozen[1] == 0 and frozen[2] > 0 and frozen[5] > 0
         cb.on_experiment_end([])
         assert gc.get_freeze_count() == 0
     finally:

@@ -84,12 +84,12 @@ def test_the_table_predicts_an_additive_cost_closely(monkeypatch):
     assert check["worst_rel_error"] < 0.01, check["pairs"]
 
 
-def test_predicted_latency_is_checked_on_real_timings(resnet20):
-    # real timings share two cores with the rest of the suite, so only the shape of the
-    # check is asserted here; the model's error on a quiet machine is bench/latency.py's
-    # (docs/benchmarks.md)
+def test_predicted_latency_follows_real_timings_loosely(resnet20):
+    # real timings share two cores with the rest of the suite (a parallel run once put the
+    # median error at 0.78), so the bound is "within 2x"; the model's error on a quiet
+    # machine is bench/latency.py's (docs/benchmarks.md)
     graph, table = resnet20
     check = check_table(table, graph, lambda s: rebuild("resnet20", s, 10, 3, 32), n=5, keep_min=0.25)
     assert len(check["pairs"]) == 5 and len(check["channels"]) == 5
     assert all(p > 0 and m > 0 for p, m in check["pairs"])
-    assert check["worst_rel_error"] >= check["median_rel_error"] >= 0
+    assert check["median_rel_error"] < 1.0, check["pairs"]
