@@ -35,6 +35,10 @@ def trial_row(trial_id: str, run_id: str, m: dict) -> dict:
         row["reevaluations"] = int(m.get("reevaluations", 0))
     if m.get("uniform_cut"):
         row["uniform"] = True
+    if m.get("uniform_comparator"):  # the uniform cut logged in the place of a configuration it beat
+        row["comparator"] = True
+    if m.get("beaten_by_uniform"):  # ... and that configuration, kept off the front
+        row["beaten"] = True
     if m.get("vs_uniform_mean") is not None:  # reevaluate.uniform: paired, against the uniform cut at its cost
         row["vs_uniform"] = float(m["vs_uniform_mean"])
         row["vs_uniform_std"] = float(m.get("vs_uniform_std", 0.0))
@@ -45,13 +49,20 @@ def front_rows(trials: list[dict], baseline: dict | None = None, objective: str 
     """Rank finished trials on (val_accuracy, the objective's cost), with the unpruned
     baseline as one more point when given (it is on every front at 1.0x cost unless a
     trial beats it at no more cost): a trial below the baseline at its cost is no result.
-    Trials without the cost (no latency measured) are left out. Each row gets ``rank``
-    and ``pareto``."""
+    Trials without the cost (no latency measured) are left out. A configuration the uniform
+    cut at its cost beat on re-evaluation (``beaten``) is ranked behind the others' front
+    (rank 1 at best): the uniform cut logged in its place stands there. Each row gets
+    ``rank`` and ``pareto``."""
     ax = axis(objective)
     if baseline and baseline.get("macs"):
         trials = [*trials, baseline_row(baseline)]
     trials = [t for t in trials if t.get(ax.key) is not None]
     ranks = pareto_ranks([(t["val_accuracy"], t[ax.key]) for t in trials])
+    kept = [i for i, t in enumerate(trials) if not t.get("beaten")]
+    if len(kept) < len(trials):  # the front of the rest; the beaten ones behind it
+        for i, r in zip(kept, pareto_ranks([(trials[i]["val_accuracy"], trials[i][ax.key]) for i in kept])):
+            ranks[i] = r
+        ranks = [max(r, 1) if t.get("beaten") else r for r, t in zip(ranks, trials)]
     rows = [{**t, "rank": r, "pareto": r == 0} for t, r in zip(trials, ranks)]
     return sorted(rows, key=lambda r: (r["rank"], r[ax.key]))
 
@@ -74,7 +85,7 @@ def summary(exp_id: str, rows: list[dict], baseline: dict | None, status: str, o
     """The search run's description: the front as a table with links to its trial runs."""
     ax = axis(objective)
     front = [r for r in rows if r["pareto"]]
-    done = sum(not r.get("baseline") for r in rows)
+    done = sum(not r.get("baseline") and not r.get("comparator") for r in rows)
     lines = [
         f"**prunetune search** ({status.lower()}): {done} finished trials, "
         f"{len(front)} on the Pareto front of val_accuracy against {ax.label}."

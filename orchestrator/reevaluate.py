@@ -12,7 +12,12 @@ With ``uniform`` (the default), a configuration that is not the uniform cut is c
 seed for seed, with the uniform cut scaled onto its own MACs (or params): its run gets
 ``uniform_val_accuracy_mean`` and the paired difference ``vs_uniform_mean`` /
 ``vs_uniform_std``, which the front shows. Whether a searched allocation beats pruning
-every layer alike is then read off each point, not assumed.
+every layer alike is then read off each point, not assumed. Where the uniform cut wins on
+those same data orders, it takes the configuration's place: it becomes a trial run of its
+own (its counts, its scores; tag ``prunetune.comparator_of``, promotable like any trial),
+and the configuration it beat is kept off the front (``beaten_by_uniform``). The front a
+user reads then never holds a searched shape that pruning every layer alike beat at its
+cost.
 """
 
 from __future__ import annotations
@@ -36,10 +41,13 @@ SEED_STRIDE = 1000  # re-evaluation j fine-tunes with seed search.seed + SEED_ST
 UNIFORM = "uniform_at"  # a job's spec {UNIFORM: ratio, "objective": ...}: the uniform cut at that cost
 
 
-def run_one(settings: TrialSettings, state, scores, spec: dict, criterion: str, seed: int) -> float:
+KEEP = ("val_accuracy", "macs", "macs_ratio", "params", "params_ratio", "epoch")  # of a re-evaluation's result
+
+
+def run_one(settings: TrialSettings, state, scores, spec: dict, criterion: str, seed: int) -> dict:
     """One re-evaluation: the trial's exact counts (or the uniform cut at a cost, for a
     ``{UNIFORM: ratio}`` spec), cut by the criterion it used, fine-tuned over the data order
-    of ``seed``; its val accuracy."""
+    of ``seed``; its val accuracy and cost, and the counts it cut to (``spec_json``)."""
     from orchestrator.trainable import trial_config
     from trials.spec import ChannelSpec
     from trials.trial import run_trial
@@ -50,7 +58,8 @@ def run_one(settings: TrialSettings, state, scores, spec: dict, criterion: str, 
     else:
         cut = {"spec": ChannelSpec.from_dict(spec), "target": None}
     tc = replace(tc, **cut, criterion=criterion, latency=None, timer=None, finetune=replace(tc.finetune, seed=seed))
-    return float(run_trial(tc)["val_accuracy"])
+    result = run_trial(tc)
+    return {**{k: result[k] for k in KEEP}, "spec_json": json.dumps(result["spec"])}
 
 
 def uniform_job(row: dict, params: dict, objective: str) -> dict | None:
@@ -77,7 +86,7 @@ def reevaluate(cfg, record: SearchRecord, settings: TrialSettings, state: dict, 
     task = ray.remote(num_cpus=cfg.trial.cpu, num_gpus=cfg.trial.gpu, max_retries=cfg.trial.max_failures)(run_one)
     state_ref = ray.put(state)
 
-    def run_all(jobs: list[tuple[dict, str, int]]) -> list[float]:
+    def run_all(jobs: list[tuple[dict, str, int]]) -> list[dict]:
         return ray.get([task.remote(settings, state_ref, scores, *job) for job in jobs])
 
     objective = cfg.search.objective if r.uniform else None
@@ -97,7 +106,7 @@ def rounds(
 ) -> int:
     """Up to ``top`` configurations of the search ``record`` holds (read from MLflow, as the
     writer left it), each fine-tuned over ``seeds`` more data orders by ``run_all`` (a list
-    of (spec, criterion, seed) -> val accuracies), in rounds: a lucky point re-evaluated
+    of (spec, criterion, seed) -> ``run_one``'s results), in rounds: a lucky point re-evaluated
     below its single draw leaves the front, and a configuration that comes onto it in its
     place is re-evaluated next, so the front a user reads is of means wherever the budget
     reaches. ``uniform``: the search's objective, to compare each configuration with the
@@ -112,15 +121,18 @@ def rounds(
             break
         what = f"{len(chosen)} more" if done else f"the top {len(chosen)} configurations"
         say(f"reevaluate: {what}, {seeds} more data orders each ...")
-        _round(final.client, chosen, (seeds, seed), run_all, default_criterion, say, uniform)
+        _round(final, chosen, (seeds, seed), run_all, default_criterion, say, uniform)
         left, done = left - len(chosen), done + len(chosen)
     return done
 
 
-def _round(client, chosen: list[dict], seeding: tuple[int, int], run_all, default_criterion: str, say, uniform) -> None:
+def _round(
+    record: SearchRecord, chosen: list[dict], seeding: tuple[int, int], run_all, default_criterion: str, say, uniform
+) -> None:
     """One round: every chosen configuration's fine-tunes (and those of the uniform cut at
-    its cost, seed for seed) run at once, their values, mean and spread logged to its run."""
-    seeds, seed = seeding
+    its cost, seed for seed) run at once, their values, mean and spread logged to its run;
+    a uniform cut that beat its configuration logged in its place."""
+    client, (seeds, seed) = record.client, seeding
     orders = [seed + SEED_STRIDE * (j + 1) for j in range(seeds)]
     jobs, against = [], {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -130,14 +142,17 @@ def _round(client, chosen: list[dict], seeding: tuple[int, int], run_all, defaul
             criterion = run.data.tags.get(CRITERION, default_criterion)
             jobs += [(spec, criterion, s) for s in orders]
             job = uniform and uniform_job(row, run.data.params, uniform)
-            against[row["run_id"]] = (job, is_uniform(run.data.params))
+            against[row["run_id"]] = (job, is_uniform(run.data.params), criterion)
             jobs += [(job, criterion, s) for s in orders] if job else []
     values = iter(run_all(jobs))
     for row in chosen:
-        got = [next(values) for _ in range(seeds)]
-        job, flat = against[row["run_id"]]
+        got = [float(next(values)["val_accuracy"]) for _ in range(seeds)]
+        job, flat, criterion = against[row["run_id"]]
         base = [next(values) for _ in range(seeds)] if job else None
-        _log(client, row, got, base, say, flat)
+        _log(client, row, got, base and [float(b["val_accuracy"]) for b in base], say, flat)
+        if base and statistics.mean(b["val_accuracy"] for b in base) > statistics.mean(got):
+            run_id = record.log_comparator(row, job, base, criterion)
+            say(f"  the uniform cut at its cost takes trial {row['trial']}'s place on the front (run {run_id[:8]})")
 
 
 def _log(client, row: dict, got: list[float], base: list[float] | None, say, flat: bool) -> None:

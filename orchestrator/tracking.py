@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -39,6 +40,8 @@ TRIAL_RUN, SEARCH_RUN, ARCH = "prunetune.trial_run_id", "prunetune.search_run_id
 REGISTERED, RESUMED, RUNTIME = "prunetune.registered", "prunetune.resumed_from_epochs", "prunetune.latency_runtime"
 METHOD = "prunetune.method"  # a prune run: the method that chose its counts
 MODEL_META, MODEL_STATE = "prunetune/model.json", "prunetune/state_dict.pt"  # a promoted model, without pickle
+# a uniform cut logged in the place of the re-evaluated configuration it beat (search.reevaluate)
+COMPARATOR_OF = "prunetune.comparator_of"
 STARTS_ARTIFACT = "search/starts.json"  # the points Optuna ran first, in order, with where each came from
 
 
@@ -255,6 +258,32 @@ class SearchRecord:
             self.client.log_text(run_id, str(result["criterion_scores"]), "criterion_scores.json")
         self.client.set_terminated(run_id, "FINISHED")
         self.write_front()
+
+    def log_comparator(self, of: dict, job: dict, results: list[dict], criterion: str) -> str:
+        """The uniform cut at a re-evaluated configuration's cost (``job``), where it beat
+        that configuration over the same data orders (``results``: its fine-tunes): a
+        finished trial run of its own, scored as a re-evaluated trial (its counts in
+        spec.json, promotable), and the configuration it beat marked ``beaten_by_uniform``,
+        which keeps it off the front. Returns the new run's id."""
+        run_id = self.child(f"{of['trial']}-uniform")
+        now, first = int(time.time() * 1000), results[0]
+        vals = [float(r["val_accuracy"]) for r in results]
+        metrics = [Metric(k, float(first[k]), now, 0) for k in FINAL_METRICS if k in first and k != "val_accuracy"]
+        metrics += [Metric("val_accuracy", vals[0], now, int(first.get("epoch", 0)))]
+        metrics += [Metric("val_accuracy_reeval", v, now, j) for j, v in enumerate(vals)]
+        metrics += [
+            Metric("val_accuracy_mean", statistics.mean(vals), now, 0),
+            Metric("val_accuracy_std", statistics.stdev(vals) if len(vals) > 1 else 0.0, now, 0),
+            Metric("reevaluations", float(len(vals)), now, 0),
+            Metric("uniform_cut", 1.0, now, 0),
+            Metric("uniform_comparator", 1.0, now, 0),
+        ]
+        tags = [RunTag(COMPARATOR_OF, of["run_id"]), RunTag(CRITERION, criterion), RunTag(FIDELITY, "finetune")]
+        self._batch(run_id, {"uniform_at": job["uniform_at"], "objective": job["objective"]}, metrics, tags)
+        self.client.log_text(run_id, first["spec_json"], "spec.json")
+        self.client.set_terminated(run_id, "FINISHED")
+        self.client.log_metric(of["run_id"], "beaten_by_uniform", 1.0)
+        return run_id
 
     def log_retry(self, trial_id: str, params: dict, count: int) -> None:
         """Tune started the trial again after its worker was lost (the ``count``-th time)."""

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from orchestrator.pareto import pareto_front
+from orchestrator.tracking import COMPARATOR_OF
 from tests.integration.conftest import PRUNETUNE, _config, _runs, _search
 
 # one xdist group: with `make test` (-n 2 --dist loadgroup) every integration test runs in one worker
@@ -171,9 +172,17 @@ def test_front_targets_put_each_trial_at_its_sampled_macs(tmp_path, mlflow_serve
             search={"front_targets": True, "num_trials": 4, "sampler": "random", "reevaluate": {"top": 4, "seeds": 2}},
         ),
     )
-    client, parents, children = _runs(mlflow_server, "it-targets")
+    client, parents, runs = _runs(mlflow_server, "it-targets")
+    # a uniform cut that beat its configuration is logged in its place (a run of its own)
+    comparators = [c for c in runs if COMPARATOR_OF in c.data.tags]
+    children = [c for c in runs if COMPARATOR_OF not in c.data.tags]
     again = [c for c in children if "reevaluations" in c.data.metrics]
     assert len(again) == 4 and "reevaluate: the top" in done.stdout
+    beaten = {c.info.run_id for c in children if c.data.metrics.get("beaten_by_uniform")}
+    assert {c.data.tags[COMPARATOR_OF] for c in comparators} == beaten
+    for c in comparators:
+        of = next(r for r in children if r.info.run_id == c.data.tags[COMPARATOR_OF])
+        assert c.data.metrics["val_accuracy_mean"] == pytest.approx(of.data.metrics["uniform_val_accuracy_mean"])
     for c in again:
         history = client.get_metric_history(c.info.run_id, "val_accuracy_reeval")
         assert sorted(m.step for m in history) == [0, 1]

@@ -4,6 +4,7 @@ fine-tunes are a function here, as Ray tasks run them in a search)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -24,6 +25,13 @@ def _final(acc: float, ratio: float, trial: str) -> dict:
         "epoch": 2,
         "spec_json": json.dumps({"channels": {"g": 4}, "trial": trial}),
     }
+
+
+def _done(acc: float, ratio: float = 0.3, spec: dict | None = None) -> dict:
+    """What run_one returns for one re-evaluation."""
+    spec = spec or {"channels": {"g": 5}, "uniform_at": ratio}
+    return {"val_accuracy": acc, "macs": int(ratio * 1e8), "macs_ratio": ratio, "params": 900, "epoch": 2,
+            "spec_json": json.dumps(spec)}  # fmt: skip
 
 
 def test_which_configurations_are_the_uniform_cut():
@@ -54,7 +62,7 @@ def test_a_searched_configuration_is_compared_seed_for_seed_with_the_uniform_cut
         out = []
         for spec, _criterion, seed in jobs:
             base = 0.93 if UNIFORM in spec else {"shaped": 0.95, "flat": 0.90, "later": 0.97}[spec["trial"]]
-            out.append(base + 0.001 * (seed // 1000))
+            out.append(_done(base + 0.001 * (seed // 1000)))
         return out
 
     said = []
@@ -99,7 +107,7 @@ def test_reevaluation_goes_on_with_what_comes_onto_the_front_until_its_budget_is
 
     def run_all(jobs):
         calls.append(len(jobs))
-        return [truth[by_run[_run_of(spec)]] + 0.001 * (seed % 7) for spec, _c, seed in jobs]
+        return [_done(truth[by_run[_run_of(spec)]] + 0.001 * (seed % 7)) for spec, _c, seed in jobs]
 
     specs = {}
 
@@ -121,3 +129,54 @@ def test_reevaluation_goes_on_with_what_comes_onto_the_front_until_its_budget_is
     assert rows["steady"]["val_accuracy"] == pytest.approx(0.94 + 0.001 * ((1000 % 7) + (2000 % 7)) / 2)
     assert rounds(record, 5, 2, 0, run_all, "l1", said.append) == 1 and calls[-1] == 2  # poor, the one left
     assert rounds(record, 5, 2, 0, run_all, "l1", said.append) == 0  # each once
+
+
+def test_a_uniform_cut_that_beats_its_configuration_takes_its_place_on_the_front(store, tmp_path):
+    """'shaped' (0.97 in the search, a lucky draw) averages 0.92 over 2 more data orders,
+        and the uniform cut at its 0.3x MACs 0.94 over the same orders: the uniform cut becomes
+        a trial run of its own (its counts in spec.json, its criterion, tagged with whose place
+        it took), on the front; 'shaped' is kept off it although nothing else dominates it (the
+    uniform cut landed at a little more MACs, as rounding to whole channels may put it).
+        'fine' beats its uniform cut and stays."""
+    from orchestrator.tracking import COMPARATOR_OF, CRITERION, ROLE
+
+    uri, record = store
+    record.log_final("shaped", {"stage1": 0.4, "stage2": 0.9}, _final(0.97, 0.3, "shaped"))
+    record.log_final("fine", {"stage1": 0.9, "stage2": 0.6}, _final(0.96, 0.6, "fine"))
+    client = MlflowClient(uri)
+    for trial, run_id in record.children.items():
+        client.log_text(run_id, _final(0, 0, trial)["spec_json"], "spec.json")
+        client.set_tag(run_id, CRITERION, "taylor")
+    scores = {"shaped": 0.92, "fine": 0.97}
+
+    def run_all(jobs):
+        return [
+            _done(0.94 + 0.001 * (seed // 1000), spec[UNIFORM] + 0.01, {"channels": {"g": 3}})
+            if UNIFORM in spec
+            else _done(scores[spec["trial"]] + 0.002 * (seed // 1000))
+            for spec, _c, seed in jobs
+        ]
+
+    said = []
+    assert rounds(record, 2, 2, 0, run_all, "l1", said.append, uniform="macs") == 2
+    again = SearchRecord(uri, "exp", record.parent_run_id)
+    again.baseline = record.baseline
+    rows = {r["trial"]: r for r in again.rows()}
+    assert set(rows) >= {"shaped", "fine", "shaped-uniform"} and "fine-uniform" not in rows  # fine beat its own
+    comp, shaped = rows["shaped-uniform"], rows["shaped"]
+    assert comp["pareto"] and comp["uniform"] and comp["comparator"] and comp["reevaluations"] == 2
+    assert comp["val_accuracy"] == pytest.approx(0.9415) and comp["macs_ratio"] == pytest.approx(0.31)
+    assert shaped["beaten"] and not shaped["pareto"] and shaped["vs_uniform"] == pytest.approx(-0.0185)
+    assert rows["fine"]["pareto"] and not rows["fine"].get("beaten")
+    run = client.get_run(comp["run_id"])
+    assert run.info.status == "FINISHED" and run.data.tags[ROLE] == "trial"
+    assert run.data.tags[COMPARATOR_OF] == shaped["run_id"] and run.data.tags[CRITERION] == "taylor"
+    assert json.loads(Path(client.download_artifacts(comp["run_id"], "spec.json", str(tmp_path))).read_text()) == {
+        "channels": {"g": 3}
+    }
+    assert any("takes trial shaped's place" in line for line in said)
+    from orchestrator.front_table import summary
+
+    assert "2 finished trials" in summary("1", again.rows(), again.baseline, "FINISHED")  # the comparator is none
+    # the comparator is re-evaluated already: a later round does not pick it again
+    assert rounds(record, 5, 2, 0, run_all, "l1", said.append, uniform="macs") == 0
