@@ -131,7 +131,8 @@ def _record(cfg: SearchConfig, base: Baseline, resume: bool, say) -> tuple[Searc
         drain_timeout=patience(),
         objective=cfg.search.objective,
     )
-    callback.seed(record.finished)  # a resumed search counts and ranks what is done
+    # a resumed search counts and ranks what is done (not the uniform cuts reevaluate logged)
+    callback.seed({tid: row for tid, row in record.finished.items() if not row.get("comparator")})
     return record, callback
 
 

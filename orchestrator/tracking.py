@@ -1,5 +1,6 @@
 """The MLflow record (DESIGN.md), every run prunetune writes and every tag it sets: one
-parent run per search, one child run per trial, the front as artifacts under ``pareto/``;
+parent run per search, one child run per trial (and, with ``search.reevaluate``, one per
+uniform cut that took a configuration's place), the front as artifacts under ``pareto/``;
 a promote run per promotion (its model, metadata and registry alias); a prune run per
 ``prunetune prune``. Only the driver writes here.
 
