@@ -85,6 +85,9 @@ def compare(workdir: Path, name: str, uri: str, extra: list[str], seeds: int) ->
         out.append(
             {
                 "macs_ratio": r["macs_ratio"],
+                # what the point is: a searched shape, the uniform cut (a warm start, or spread 0),
+                # or a uniform cut reevaluate logged in the place of a shape it beat
+                "kind": "replaced" if r.get("comparator") else "uniform" if r.get("uniform") else "searched",
                 "search_val": r["val_accuracy"],
                 "own_mean": statistics.mean(own),
                 "uniform_mean": statistics.mean(uni),
@@ -115,18 +118,22 @@ def report(result: dict) -> str:
         f"cut at its MACs fine-tuned again over {result['seeds']} other data orders, val accuracy (the search's "
         "selection split; one val image is 0.35 points):",
         "",
-        "| MACs ratio | search's val | front config, mean | uniform at its MACs, mean | paired Δ ± sd |",
-        "|---:|---:|---:|---:|---:|",
+        "| MACs ratio | point | search's val | front config, mean | uniform at its MACs, mean | paired Δ ± sd |",
+        "|---:|---|---:|---:|---:|---:|",
     ]
     for p in result["points"]:
         lines.append(
-            f"| {p['macs_ratio']:.3f} | {p['search_val']:.4f} | {p['own_mean']:.4f} | {p['uniform_mean']:.4f} | "
+            f"| {p['macs_ratio']:.3f} | {p.get('kind', '')} | {p['search_val']:.4f} | {p['own_mean']:.4f} | {p['uniform_mean']:.4f} | "
             f"{100 * p['delta_mean']:+.2f} ± {100 * p['delta_sd']:.2f} |"
         )
     below = [p for p in result["points"] if p["delta_mean"] < 0]
     lines += [
         "",
         f"Points below the uniform cut at their MACs (mean Δ < 0): {len(below)} of {len(result['points'])}.",
+        "",
+        "Point: `searched` a sampled shape; `uniform` the uniform cut (a warm start, or spread 0); "
+        "`replaced` the uniform cut that `search.reevaluate` logged in the place of a shape it beat. "
+        "`search's val` is the front's value: with reevaluate, the mean over its data orders.",
     ]
     return "\n".join(lines)
 
