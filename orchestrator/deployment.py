@@ -8,7 +8,6 @@ import copy
 
 import torch
 
-from trials.cost import measure_latency
 from trials.errors import UserError
 from trials.latency import (
     ONNX_EXTRA,
@@ -22,11 +21,14 @@ from trials.latency import (
 
 
 def speed(baseline: torch.nn.Module, pruned: torch.nn.Module, shape: tuple, device: torch.device) -> dict:
-    """Latency and throughput of both networks, side by side on one device."""
+    """Latency and throughput of both networks on the training device (torch runtime; on
+    CUDA channels_last and bf16, as trials run), timed side by side in alternating rounds so
+    that a burst of load elsewhere falls on both."""
     out = {}
     for bs in (1, 64):
-        for tag, net in (("baseline_", baseline), ("", pruned)):
-            ms = measure_latency(net.to(device), shape, bs, device, warmup=5, repeats=20)
+        settings = LatencySettings("torch", str(device), bs, None, 5, 20)
+        mine, base = measure_side_by_side([pruned.to(device), baseline.to(device)], shape, settings)
+        for tag, ms in (("baseline_", base.median_ms), ("", mine.median_ms)):
             out[f"{tag}latency_ms_b{bs}"] = ms
             out[f"{tag}throughput_b{bs}"] = bs / ms * 1000.0
         out[f"speedup_b{bs}"] = out[f"baseline_latency_ms_b{bs}"] / out[f"latency_ms_b{bs}"]
