@@ -3,8 +3,9 @@
 measurement, on this machine's CPU, for the torch and onnxruntime runtimes.
 
 For each network: the table over ``LEVELS`` kept counts per layer side, then ``N`` random
-pruned networks (per-group keep ratios drawn in [0.25, 1]) each timed directly; reported:
-the median and worst relative error of the prediction, the table's build time, and the
+pruned networks (per-group keep ratios drawn in [0.25, 1]) each timed beside the whole
+network in alternating rounds; reported: the median and worst relative error of the
+predicted latency ratio (and of the table's own milliseconds), the table's build time, and the
 span of measured latencies (so an error can be read against how much pruning moved the
 time). Run: ``python -m bench.latency`` (about 10 minutes on 2 cores); ``--cases
 torchvision/resnet50:224:1`` runs only the named cases (ARCH:SIDE:BATCH) and merges them
@@ -22,7 +23,7 @@ import torch
 
 from bench.report import ROOT, machine, publish
 from trials.groups import build_graph
-from trials.latency import LatencySettings, measure
+from trials.latency import LatencySettings, measure_side_by_side
 from trials.latency_table import build_table, check_table
 from trials.models import create_model
 from trials.prune import rebuild
@@ -49,12 +50,18 @@ def run_case(arch: str, side: int, batch: int, runtime: str) -> dict:
     built = time.perf_counter() - t0
     check = check_table(table, graph, build, n=N)  # other draws than the calibration's
     fit, table.fit = table.fit, None
-    plain = [abs(table.predict(c) - m) / m for c, (_, m) in zip(check["channels"], check["pairs"])]
+    whole_plain = table.predict(table.sizes)
+    plain = [
+        abs(table.predict(c) / whole_plain * w - m) / m
+        for c, w, (_, m) in zip(check["channels"], check["whole_ms"], check["pairs"])
+    ]
     table.fit = fit
     measured = [m for _, m in check["pairs"]]
-    # the floor any model meets: the same networks timed a second time
-    again = [measure(build(ChannelSpec(dict(c), arch)), (3, side, side), settings).median_ms for c in check["channels"]]
-    repeat = [abs(b - a) / a for a, b in zip(measured, again)]
+    # the floor any model meets: the same networks' ratios to the whole one measured again
+    repeat = []
+    for c, w, m in zip(check["channels"], check["whole_ms"], measured):
+        cut, whole = measure_side_by_side([build(ChannelSpec(dict(c), arch)), model], (3, side, side), settings)
+        repeat.append(abs(cut.median_ms / whole.median_ms - m / w) / (m / w))
     return {
         "arch": arch,
         "side": side,
@@ -64,6 +71,8 @@ def run_case(arch: str, side: int, batch: int, runtime: str) -> dict:
         "shapes": len(table.tables),
         "median_rel_error": check["median_rel_error"],
         "worst_rel_error": check["worst_rel_error"],
+        "median_abs_rel_error": check["median_abs_rel_error"],
+        "worst_abs_rel_error": check["worst_abs_rel_error"],
         "median_rel_error_uncalibrated": statistics.median(plain),
         "worst_rel_error_uncalibrated": max(plain),
         "median_repeat_error": statistics.median(repeat),
@@ -75,7 +84,7 @@ def run_case(arch: str, side: int, batch: int, runtime: str) -> dict:
 
 
 def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}%"  # rows measured before the repeat column: -
+    return "-" if x is None else f"{100 * x:.1f}%"  # rows measured before a column existed: -
 
 
 def _case(text: str) -> tuple[str, int, int]:
@@ -107,16 +116,19 @@ def main() -> None:
         f"`python -m bench.latency`. Per-layer latency tables ({LEVELS} kept counts per layer side, "
         "layers of one shape share a table) predict the latency of "
         f"{N} random pruned networks each (per-group keep ratios in [0.25, 1]); each network is "
-        "then timed directly (median of 20 runs after 5, one thread). Uncalibrated: the layers' sum plus the rest "
-        "of the whole network scaled by the activations kept; calibrated (what a search uses): "
-        f"`a * layers + b * activations + c` fitted on {CALIBRATE} other random pruned networks and the whole one. "
-        "Repeat: the same networks timed a second time (the floor any model meets). "
-        "Goal (#17): median error within 10%.",
+        "then timed beside the whole one in alternating rounds (median of 20 runs after 5, one thread). "
+        "**Ratio error** (what budget mode and the front use): the predicted latency ratio to the whole "
+        "network against the ratio measured in those rounds. Calibrated (what a search uses): "
+        f"`a * layers + b * activations + c` fitted on {CALIBRATE} other random pruned networks (each timed "
+        "beside the whole one) and the whole one; uncalibrated: the layers' sum plus the rest of the whole "
+        "network scaled by the activations kept. Repeat: the same ratios measured a second time (the floor "
+        "any model meets). Absolute: the table's milliseconds against the measured ones (moved also by the "
+        "machine's drift since the table was built). Goal (#17): median error within 10%.",
         f"Machine: {machine()}.",
         "",
-        "| network | input, batch | runtime | median error, calibrated | worst | median error, uncalibrated | worst "
-        "| repeat, median | worst | measured span (ms) | layer shapes | built in |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+        "| network | input, batch | runtime | ratio error, calibrated | worst | uncalibrated | worst "
+        "| repeat | worst | absolute ms error | worst | measured span (ms) | layer shapes | built in |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for r in rows:
         lines.append(
@@ -124,6 +136,7 @@ def main() -> None:
             f"{100 * r['median_rel_error']:.1f}% | {100 * r['worst_rel_error']:.1f}% | "
             f"{100 * r['median_rel_error_uncalibrated']:.1f}% | {100 * r['worst_rel_error_uncalibrated']:.1f}% | "
             f"{_pct(r.get('median_repeat_error'))} | {_pct(r.get('worst_repeat_error'))} | "
+            f"{_pct(r.get('median_abs_rel_error'))} | {_pct(r.get('worst_abs_rel_error'))} | "
             f"{r['measured_min_ms']:.2f} to {r['measured_max_ms']:.2f} | {r['shapes']} | {r['build_s']:.0f} s |"
         )
     publish("latency", {"rows": rows, "machine": machine()}, "\n".join(lines))

@@ -99,6 +99,7 @@ def log_latency_model(client, run_id: str, table: LatencyTable, check: dict) -> 
     for key, value in (
         ("latency_model_median_rel_error", check["median_rel_error"]),
         ("latency_model_worst_rel_error", check["worst_rel_error"]),
+        ("latency_model_median_abs_rel_error", check.get("median_abs_rel_error", float("nan"))),
         ("baseline_latency_pred_ms", full),
     ):
         client.log_metric(run_id, key, float(value))

@@ -10,6 +10,7 @@ be timed, and budget mode can bisect on it before verifying by measurement.
 
 from __future__ import annotations
 
+import copy
 import random
 import statistics
 from collections.abc import Callable, Mapping
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 from trials.groups import ChannelGraph, layer_width
-from trials.latency import LatencySettings, check_runtime, measure, onnx_bytes
+from trials.latency import LatencySettings, check_runtime, measure, measure_side_by_side, onnx_bytes
 from trials.spec import ChannelSpec
 
 
@@ -247,21 +248,31 @@ def build_table(
         tables = time_shapes(shapes)
     sizes = {g.name: g.channels for g in graph.groups}
     table = LatencyTable(settings, layers, tables, sizes, 0.0)
-    full = measure(graph.model, tuple(graph.example_input.shape[1:]), settings).median_ms
+    shape = tuple(graph.example_input.shape[1:])
+    full = measure(graph.model, shape, settings).median_ms
     table.rest_ms = full - table.predict(sizes)
     if build is not None and calibrate > 0:
         rng = random.Random(1_000_003)  # other draws than check_table's
-        shape = tuple(graph.example_input.shape[1:])
+        ref = _reference(graph, settings)
         rows, ys = [(*table.parts(sizes), 1.0)], [full]
         for _ in range(calibrate):
             spec = ChannelSpec.from_ratios(graph.groups, {g.name: rng.uniform(keep_min, 1.0) for g in graph.groups})
             rows.append((*table.parts(spec.channels), 1.0))
-            ys.append(measure(build(spec), shape, settings).median_ms)
+            cut, whole = measure_side_by_side([build(spec), ref], shape, settings)
+            ys.append(cut.median_ms / whole.median_ms * full)  # beside the whole network: drift cancels
         coef = torch.linalg.lstsq(
             torch.tensor(rows, dtype=torch.float64), torch.tensor(ys, dtype=torch.float64)[:, None]
         )
         table.fit = [float(v) for v in coef.solution[:, 0]]
     return table
+
+
+def _reference(graph: ChannelGraph, settings: LatencySettings) -> nn.Module | bytes:
+    """The whole network, ready to be timed beside pruned ones (exported once for ONNX)."""
+    model = copy.deepcopy(graph.model).eval()
+    if settings.runtime == "onnxruntime":
+        return onnx_bytes(model.cpu(), torch.zeros(1, *graph.example_input.shape[1:]))
+    return model
 
 
 def check_table(
@@ -273,21 +284,37 @@ def check_table(
     seed: int = 0,
 ) -> dict:
     """Predicted against measured latency on ``n`` random pruned networks (per-group keep
-    ratios drawn in [keep_min, 1]): the median and worst relative error, and the pairs."""
+    ratios drawn in [keep_min, 1]), each timed beside the whole network in alternating
+    rounds. The error is the one budget mode and the front rely on: the predicted latency
+    ratio (the network's prediction over the whole one's) against the measured ratio, as
+    ``pairs`` of (predicted, measured) ms with the prediction scaled by the whole
+    network's time in the same rounds. ``abs_pairs`` and the ``*_abs_rel_error`` figures
+    compare the table's own milliseconds with the measured ones, which a machine's drift
+    since the table was built moves too."""
     rng = random.Random(seed)
     shape = tuple(graph.example_input.shape[1:])
-    pairs, channels = [], []
+    ref = _reference(graph, table.settings)
+    whole_pred = table.predict(table.sizes)
+    pairs, abs_pairs, channels, wholes = [], [], [], []
     for _ in range(n):
         ratios = {g.name: rng.uniform(keep_min, 1.0) for g in graph.groups}
         spec = ChannelSpec.from_ratios(graph.groups, ratios)
-        measured = measure(build(spec), shape, table.settings).median_ms
-        pairs.append((table.predict(spec.channels), measured))
+        cut, whole = measure_side_by_side([build(spec), ref], shape, table.settings)
+        predicted = table.predict(spec.channels)
+        pairs.append((predicted / whole_pred * whole.median_ms, cut.median_ms))
+        abs_pairs.append((predicted, cut.median_ms))
         channels.append(spec.channels)
+        wholes.append(whole.median_ms)
     errors = [abs(p - m) / m for p, m in pairs]
+    abs_errors = [abs(p - m) / m for p, m in abs_pairs]
     return {
         "n": n,
         "median_rel_error": statistics.median(errors),
         "worst_rel_error": max(errors),
+        "median_abs_rel_error": statistics.median(abs_errors),
+        "worst_abs_rel_error": max(abs_errors),
         "pairs": pairs,
+        "abs_pairs": abs_pairs,
         "channels": channels,
+        "whole_ms": wholes,  # the whole network's time in each network's rounds
     }

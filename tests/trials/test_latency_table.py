@@ -70,18 +70,46 @@ def _macs_ms(model, input_shape, settings):
     return Timing(sum(macs) / 1e7 + 0.05, 0.0, 1)
 
 
-def test_the_table_predicts_an_additive_cost_closely(monkeypatch):
-    # with a cost that is a sum over layers plus a per-call time, interpolating the layer
-    # grids and calibrating must be all but exact on pruned networks it never saw (without
-    # the calibration the per-call time counted once per layer puts it ~4% off)
-    monkeypatch.setattr(latency_table, "measure", _macs_ms)
+@pytest.fixture
+def macs_timer(monkeypatch):
+    """The deterministic timer in place of the real one; ``slow[0]`` scales every timing
+    (a machine that got slower since the table was built)."""
+    slow = [1.0]
+
+    def timed(m, shape, st):
+        t = _macs_ms(m, shape, st)
+        return Timing(t.median_ms * slow[0], 0.0, 1)
+
+    monkeypatch.setattr(latency_table, "measure", timed)
+    monkeypatch.setattr(latency_table, "measure_side_by_side", lambda ms, shape, st: [timed(m, shape, st) for m in ms])
+    return slow
+
+
+def _resnet20_table():
     torch.manual_seed(0)
     model = create_model("resnet20", num_classes=10, in_channels=3).eval()
     graph = build_graph(model, SHAPE, "resnet20")
     build = lambda spec: rebuild("resnet20", spec, 10, 3, 32)  # noqa: E731
-    table = build_table(graph, FAST, count=4, build=build, calibrate=4)
+    return graph, build, build_table(graph, FAST, count=4, build=build, calibrate=4)
+
+
+def test_the_table_predicts_an_additive_cost_closely(macs_timer):
+    # with a cost that is a sum over layers plus a per-call time, interpolating the layer
+    # grids and calibrating must be all but exact on pruned networks it never saw (without
+    # the calibration the per-call time counted once per layer puts it ~4% off)
+    graph, build, table = _resnet20_table()
     check = check_table(table, graph, build, n=5, keep_min=0.25)
     assert check["worst_rel_error"] < 0.01, check["pairs"]
+    assert check["worst_abs_rel_error"] < 0.01, check["abs_pairs"]
+    assert len(check["whole_ms"]) == 5 and len(set(check["whole_ms"])) == 1
+
+
+def test_the_check_reads_ratios_so_a_machine_slower_since_the_table_does_not_count(macs_timer):
+    graph, build, table = _resnet20_table()
+    macs_timer[0] = 1.5  # every timing from here on 1.5x the table's
+    check = check_table(table, graph, build, n=5, keep_min=0.25)
+    assert check["worst_rel_error"] < 0.01, check["pairs"]  # the ratio to the whole network holds
+    assert check["median_abs_rel_error"] == pytest.approx(1 / 3, abs=0.01)  # the table's ms are 1/1.5 of them
 
 
 def test_predicted_latency_follows_real_timings_loosely(resnet20):
