@@ -172,6 +172,24 @@ def table_md(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _keep_other_targets(results: dict) -> None:
+    """Carry over the cells of targets this run did not measure (each cell records its own
+    run's table error and date), so one target can be run at a time."""
+    stored = ROOT / "bench" / "results" / "latency_search.json"
+    if not stored.exists():
+        return
+    old = json.loads(stored.read_text())
+    for cells in results["cells"].values():
+        for c in cells:
+            c["run"] = {"table_error": results["table_error"], "machine": results["machine"]}
+    for m, cells in old.get("cells", {}).items():
+        if m not in results["cells"]:
+            for c in cells:
+                c.setdefault("run", {"table_error": old.get("table_error"), "machine": old.get("machine")})
+            results["cells"][m] = cells
+    results["cells"] = dict(sorted(results["cells"].items(), key=lambda kv: -float(kv[0])))
+
+
 def main() -> None:
     global N, MACS_TARGETS
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -179,6 +197,13 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=N, help="brief fine-tunes per search")
     ap.add_argument("--smoke", action="store_true", help="one seed, one target, 2 trials; publishes nothing")
     ap.add_argument("--report", action="store_true", help="publish what a run cut short saved (its full cells)")
+    ap.add_argument(
+        "--targets",
+        type=float,
+        nargs="+",
+        default=list(MACS_TARGETS),
+        help="MACs targets to run; cells of other targets already in bench/results/latency_search.json are kept",
+    )
     args = ap.parse_args()
     if args.report:
         results = json.loads((ROOT / "bench" / "results" / "latency_search.partial.json").read_text())
@@ -187,12 +212,13 @@ def main() -> None:
         publish("latency_search", results, table_md(results))
         return
     N = 2 if args.smoke else args.trials
-    MACS_TARGETS = MACS_TARGETS[:1] if args.smoke else MACS_TARGETS
+    MACS_TARGETS = tuple(args.targets[:1] if args.smoke else args.targets)
     results = run(list(range(1 if args.smoke else args.seeds)))
     results["machine"] = machine()
     if args.smoke:
         print(table_md(results))
         return
+    _keep_other_targets(results)
     publish("latency_search", results, table_md(results))
 
 

@@ -78,9 +78,13 @@ def test_promote_survives_a_lost_worker_and_registers_a_model_that_loads_and_rep
     assert curve[0].timestamp < curve[1].timestamp < curve[2].timestamp  # logged live, epoch by epoch
     assert "promote epoch 1/3" in done.stdout + done.stderr
     # promotion keeps what the search found: its first epoch is not far below the trial's score
+    # (BN statistics lagging the weights once put it at chance, 0.1). The trial's score is the
+    # best of a few single scores on 143 val images (one image: 0.7 points), and which trial
+    # is best follows the order trials finish in: 5 points (7 images) was inside that noise
+    # once (0.818 against 0.881, every test on one core), so the bound is 10
     first, trial_val = curve[0].value, trial_run.data.metrics["val_accuracy"]
     print(f"promotion epoch 1 val {first:.4f}, trial val {trial_val:.4f}")
-    assert first >= trial_val - 0.05, (first, trial_val)
+    assert first >= trial_val - 0.10, (first, trial_val)
     assert 0 < run.data.metrics["baseline_test_accuracy"] <= 1 and "(baseline " in done.stdout
     for key in ("test_accuracy", "macs", "params", "latency_ms_b1", "latency_ms_b64", "speedup_b64"):
         assert key in run.data.metrics
