@@ -174,7 +174,7 @@ def table_md(results: dict) -> str:
 
 def _keep_other_targets(results: dict) -> None:
     """Carry over the cells of targets this run did not measure (each cell records its own
-    run's table error and date), so one target can be run at a time."""
+    run's table error and machine), so one target can be run at a time."""
     stored = ROOT / "bench" / "results" / "latency_search.json"
     if not stored.exists():
         return
