@@ -33,6 +33,7 @@ from mlflow.tracking import MlflowClient
 
 from bench.report import machine, publish
 from cluster.local import LocalCluster
+from orchestrator.tracking import ROLE
 
 ROOT = Path(__file__).resolve().parent.parent
 PRUNETUNE = str(Path(sys.executable).parent / "prunetune")
@@ -70,8 +71,8 @@ def run(mode: str, trials: int, steps: int) -> dict:
         client = MlflowClient(uri)
         exp = client.get_experiment_by_name("bench-overhead")
         runs = client.search_runs([exp.experiment_id], max_results=1000)
-        parent = next(r for r in runs if r.data.tags.get("prunetune.role") == "search")
-        children = [r for r in runs if r.data.tags.get("prunetune.role") == "trial"]
+        parent = next(r for r in runs if r.data.tags.get(ROLE) == "search")
+        children = [r for r in runs if r.data.tags.get(ROLE) == "trial"]
         secs = [c.data.metrics["trial_seconds"] for c in children]
         tune = parent.data.metrics["tune_seconds"]
         slots = 2

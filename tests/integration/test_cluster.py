@@ -61,12 +61,13 @@ class Lines:
 
     def __init__(self, proc: subprocess.Popen) -> None:
         self.proc, self.lines, self._new = proc, [], threading.Condition()
+        self._start = time.monotonic()  # each line carries its time since the start, for a failure's reading
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
         for line in self.proc.stdout:
             with self._new:
-                self.lines.append(line)
+                self.lines.append(f"{time.monotonic() - self._start:6.1f}s {line}")
                 self._new.notify_all()
         with self._new:
             self._new.notify_all()
@@ -97,8 +98,8 @@ def test_trials_spread_over_both_workers_and_a_lost_node_s_trial_is_retried(tmp_
             "it-nodes",
             mlflow_server,
             cluster.address,
-            search={"num_trials": 6, "max_concurrent": 2, "warm_start": [0.5, 0.7]},
-            trial={"steps": 20, "max_failures": 3},
+            search={"num_trials": 4, "max_concurrent": 2, "warm_start": [0.5, 0.7]},
+            trial={"steps": 12, "max_failures": 3},  # 10 steps an epoch: the fault at epoch 1 is mid-trial
         )
         code, out = Lines(_start(tmp_path, env, data, fault="node=3@1")).finish()
         assert code == 0, out[-3000:]
@@ -106,7 +107,7 @@ def test_trials_spread_over_both_workers_and_a_lost_node_s_trial_is_retried(tmp_
 
     _, _, children = _runs(mlflow_server, "it-nodes")
     ids = [c.data.tags["prunetune.trial_id"] for c in children]
-    assert len(ids) == len(set(ids)) == 6  # every trial accounted for, one child run each
+    assert len(ids) == len(set(ids)) == 4  # every trial accounted for, one child run each
     assert all(c.info.status == "FINISHED" for c in children), [c.data.tags.get("prunetune.error") for c in children]
     retried = [c for c in children if c.data.tags.get("prunetune.retries")]
     assert len(retried) == 1 and retried[0].data.tags["prunetune.retries"] == "1"
@@ -206,14 +207,14 @@ def test_an_outage_through_the_end_of_a_search_is_synced_later(tmp_path, three_n
 
 def test_resume_after_the_driver_is_killed_repeats_and_duplicates_nothing(tmp_path, mlflow_server, three_nodes):
     """The driver is SIGKILLed right after its 4th finished trial, in the second of its
-    Tune runs (trials_per_run 3: runs of 3, 3 and 2 trials); `--resume` finishes it.
+    Tune runs (trials_per_run 3: runs of 3 and 2 trials); `--resume` finishes it.
     Tune's state lives at a storage URI (file:// here; s3:// on a cluster)."""
     data = _config(
         tmp_path,
         "it-resume",
         mlflow_server,
         three_nodes["address"],
-        search={"num_trials": 8, "max_concurrent": 1, "trials_per_run": 3},
+        search={"num_trials": 5, "max_concurrent": 1, "trials_per_run": 3},
         trial={"steps": 12},
     )
     data["storage"] = f"file://{tmp_path}/shared"
@@ -236,7 +237,7 @@ def test_resume_after_the_driver_is_killed_repeats_and_duplicates_nothing(tmp_pa
     assert "/it-resume/tune-1" in done.stdout  # the run it was in, not the first
     client, parents, children = _runs(mlflow_server, "it-resume")
     ids = [c.data.tags["prunetune.trial_id"] for c in children]
-    assert len(parents) == 1 and len(ids) == len(set(ids)) == 8
+    assert len(parents) == 1 and len(ids) == len(set(ids)) == 5
     assert all(c.info.status == "FINISHED" for c in children)
     for trial_id, run_id in first.items():  # finished trials were not run again
         assert {c.info.run_id for c in children if c.data.tags["prunetune.trial_id"] == trial_id} == {run_id}
@@ -287,7 +288,7 @@ def test_trials_that_turn_nan_fail_with_their_reason_and_the_search_goes_on(tmp_
         mlflow_server,
         three_nodes["address"],
         search={"num_trials": 3},
-        trial={"lr": 1e12, "steps": 60},
+        trial={"lr": 1e12, "steps": 12},  # checked at the end of the budget (and every 50 steps)
     )
     code, out = Lines(_start(tmp_path, three_nodes, bad)).finish(timeout=600)
     assert code == 0 and "(1 of 0 finished trials and the baseline)" in out, out[-3000:]

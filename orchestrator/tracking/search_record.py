@@ -1,8 +1,6 @@
-"""The MLflow record (DESIGN.md), every run prunetune writes and every tag it sets: one
-parent run per search, one child run per trial (and, with ``search.reevaluate``, one per
-uniform cut that took a configuration's place), the front as artifacts under ``pareto/``;
-a promote run per promotion (its model, metadata and registry alias); a prune run per
-``prunetune prune``. Only the driver writes here.
+"""A search's record: its parent run, one child run per trial (and per uniform cut that
+took a re-evaluated configuration's place), and the front as artifacts under ``pareto/``.
+Only the driver writes here.
 
 Trials are identified by their Ray trial id (tag ``prunetune.trial_id``), so that a
 resumed search finds its existing child runs instead of creating new ones.
@@ -18,40 +16,34 @@ import time
 from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunTag
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from orchestrator.axis import BASELINE_ROW, Axis, axis, baseline_row
 from orchestrator.front_table import BASELINE_KEYS, front_rows, rows_to_csv, summary, trial_row
 from orchestrator.pareto import Front, hypervolume
 from orchestrator.store import chunks, client_for, experiment_id, param_value, search_all, trial_param
-from trials.errors import UserError, first_line
-
-BASELINE_ARTIFACT = "baseline/baseline.pt"
-ROLE, TRIAL_ID, PARETO = "prunetune.role", "prunetune.trial_id", "prunetune.pareto"
-STORAGE, RETRIES, CRITERION = "prunetune.storage", "prunetune.retries", "prunetune.criterion"
-FIDELITY = "prunetune.fidelity"  # what a trial reached: finetune, or adaptive_bn (screened out)
-FINAL_METRICS = ("val_accuracy", "val_loss", "macs", "params", "macs_ratio", "params_ratio", "trial_seconds",
-                 "latency_ms", "latency_spread_ms", "baseline_latency_ms", "latency_ratio", "latency_pred_ms")  # fmt: skip
-CURVE = ("train_loss", "val_accuracy", "val_loss")  # per-epoch metrics of a fine-tune
-OBJECTIVE_PARAM = "search.objective"  # the search run's param naming the front's cost axis
-ERROR = "prunetune.error"  # why a trial failed
-# a promote run: the trial and search it came from, where it was timed, what it registered
-TRIAL_RUN, SEARCH_RUN, ARCH = "prunetune.trial_run_id", "prunetune.search_run_id", "prunetune.arch"
-REGISTERED, RESUMED, RUNTIME = "prunetune.registered", "prunetune.resumed_from_epochs", "prunetune.latency_runtime"
-METHOD = "prunetune.method"  # a prune run: the method that chose its counts
-MODEL_META, MODEL_STATE = "prunetune/model.json", "prunetune/state_dict.pt"  # a promoted model, without pickle
-# a uniform cut logged in the place of the re-evaluated configuration it beat (search.reevaluate)
-COMPARATOR_OF = "prunetune.comparator_of"
-STARTS_ARTIFACT = "search/starts.json"  # the points Optuna ran first, in order, with where each came from
+from orchestrator.tracking.names import (
+    BASELINE_ARTIFACT,
+    COMPARATOR_OF,
+    CRITERION,
+    ERROR,
+    FIDELITY,
+    FINAL_METRICS,
+    NOTE,
+    OBJECTIVE_PARAM,
+    PARETO,
+    PLACE_TAGS,
+    RETRIES,
+    ROLE,
+    STARTS_ARTIFACT,
+    STORAGE,
+    TRIAL_ID,
+)
 
 
 def search_runs_of(client: MlflowClient, exp_id: str) -> list:
     """The search (parent) runs of an experiment, newest first."""
     return search_all(client, [exp_id], f"tags.`{ROLE}` = 'search'", order_by=["attributes.start_time DESC"])
-
-
-NOTE = "mlflow.note.content"  # a run's description in the MLflow UI
 
 
 def _stored_search(client: MlflowClient, exp_id: str, storage: str):
@@ -246,9 +238,9 @@ class SearchRecord:
         on_front, gone = self.front.add(run_id, row["val_accuracy"], cost) if cost is not None else (False, [])
         self._retag.update(dict.fromkeys((g for g in gone if g != BASELINE_ROW), False))
         tags = [RunTag(PARETO, "true" if on_front else "false"), RunTag(FIDELITY, "finetune")]
-        for key in ("node_id", "latency_node_id", "reused_from"):  # where it trained and was timed; or whose result
+        for key, tag in PLACE_TAGS.items():  # where it trained and was timed; or whose result
             if result.get(key):
-                tags.append(RunTag(f"prunetune.{key}", str(result[key])))
+                tags.append(RunTag(tag, str(result[key])))
         if result.get("criterion"):  # criterion auto: the one chosen for this spec
             tags.append(RunTag(CRITERION, str(result["criterion"])))
         self._batch(run_id, params, metrics, tags)
@@ -355,92 +347,3 @@ class SearchRecord:
                 self._last_plot = time.time()
             self.client.log_artifacts(self.parent_run_id, str(d), "pareto")
         return rows
-
-
-def run_with_role(client: MlflowClient, run_id: str, role: str):
-    """The run ``run_id``, checked to carry ``prunetune.role=role``; UserError otherwise."""
-    from orchestrator.writer import is_outage
-
-    try:
-        run = client.get_run(run_id)
-    except Exception as exc:  # noqa: BLE001 - told apart: the store is down, or the run is not there
-        if is_outage(exc):
-            first = first_line(exc, 200)
-            raise UserError(f"the MLflow tracking store {client.tracking_uri} cannot be reached: {first}") from None
-        if not isinstance(exc, MlflowException):
-            raise
-        raise UserError(f"run '{run_id}' not found in the MLflow store {client.tracking_uri}") from None
-    if run.data.tags.get(ROLE) != role:
-        raise UserError(f"run '{run_id}' is not a prunetune {role} run (tag {ROLE}={run.data.tags.get(ROLE)!r})")
-    return run
-
-
-# -- the runs a search leads to: a promotion, a one-shot prune ---------------------------
-def open_promote_run(client: MlflowClient, trial, info) -> str:
-    """The promote run of ``trial`` (a trial run), in its search's experiment, opened before
-    the fine-tune so the workers' live curves have somewhere to go."""
-    tags = {ROLE: "promote", TRIAL_RUN: trial.info.run_id, SEARCH_RUN: trial.data.tags["mlflow.parentRunId"]}
-    run = client.create_run(
-        trial.info.experiment_id, run_name=f"promote-{trial.info.run_id[:8]}", tags={**tags, ARCH: info.arch}
-    )
-    return run.info.run_id
-
-
-def record_promotion(client: MlflowClient, run_id: str, model, *, meta: dict, metrics: dict, history: list, opts,
-                     tracking_uri: str | None, onnx: bytes | None = None, tags: dict | None = None) -> str:  # fmt: skip
-    """The promote run's record: metrics (the epochs the workers did not log live), the
-    model as data (``MODEL_META``, ``MODEL_STATE``, the checked ONNX), the MLflow model,
-    its registered version and the ``candidate`` alias; then the run is closed."""
-    import mlflow
-    import torch
-    from mlflow.models import infer_signature
-
-    now = int(time.time() * 1000)
-    logged = {m.step for m in client.get_metric_history(run_id, "val_accuracy")}  # live, from the workers
-    curve = [Metric(k, float(h[k]), now, h["epoch"]) for h in history if h["epoch"] not in logged for k in CURVE]
-    client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()] + curve)
-    client.log_batch(run_id, params=[Param("epochs", str(opts.epochs)), Param("workers", str(opts.workers))])
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "model.json").write_text(json.dumps(meta, indent=2))
-        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, Path(tmp) / "state_dict.pt")
-        if onnx is not None:  # checked against PyTorch; batch size dynamic
-            (Path(tmp) / "model.onnx").write_bytes(onnx)
-        client.log_artifacts(run_id, tmp, "prunetune")
-    mlflow.set_tracking_uri(tracking_uri or client.tracking_uri)
-    x = torch.randn(2, meta["in_channels"], meta["input_size"], meta["input_size"])
-    with torch.no_grad():
-        y = model.eval()(x)
-    with mlflow.start_run(run_id=run_id):
-        signature = infer_signature(x.numpy(), y.numpy())
-        logged = mlflow.pytorch.log_model(
-            model, name="model", signature=signature, input_example=x.numpy(), registered_model_name=opts.register_as
-        )
-    for key, value in (tags or {}).items():
-        client.set_tag(run_id, key, value)
-    if opts.register_as:
-        version = logged.registered_model_version
-        client.set_registered_model_alias(opts.register_as, "candidate", str(version))
-        client.set_tag(run_id, REGISTERED, f"{opts.register_as}@candidate (v{version})")
-    client.set_terminated(run_id, "FINISHED")
-    return run_id
-
-
-def record_prune(client: MlflowClient, exp_id: str, *, method: str, macs_target: float | None, result: dict,
-                 baseline: dict, texts: dict[str, str], checkpoint: Path) -> str:  # fmt: skip
-    """One finished prune run: the method's counts fine-tuned (``result``: a trial's final
-    metrics and spec), the baseline's metrics beside them, ``texts`` (artifact path ->
-    content: config, fine-tune, scores) and the pruned checkpoint under ``model/``."""
-    tags = {ROLE: "prune", METHOD: method, CRITERION: str(result["criterion"])}
-    run = client.create_run(exp_id, run_name=f"prune-{method}-{time.strftime('%Y%m%d-%H%M%S')}", tags=tags)
-    rid = run.info.run_id
-    keys = ("val_accuracy", "val_loss", "macs", "params", "macs_ratio", "params_ratio")
-    metrics = [Metric(k, float(result[k]), 0, 0) for k in keys]
-    metrics += [Metric(f"baseline_{k}", float(v), 0, 0) for k, v in baseline.items() if isinstance(v, (int, float))]
-    params = [Param("method", method), Param("macs_target", str(macs_target))]
-    client.log_batch(rid, metrics=metrics, params=params)
-    texts = {"spec.json": json.dumps(result["spec"], indent=2, sort_keys=True), **texts}
-    for path, text in texts.items():
-        client.log_text(rid, text, path)
-    client.log_artifact(rid, str(checkpoint), "model")
-    client.set_terminated(rid, "FINISHED")
-    return rid

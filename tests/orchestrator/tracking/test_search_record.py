@@ -1,4 +1,4 @@
-"""The MLflow record of a search and the driver's callback, on a real local MLflow store."""
+"""A search's MLflow record (orchestrator/tracking/search_record.py), on a real local MLflow store."""
 
 from __future__ import annotations
 
@@ -70,33 +70,3 @@ def test_a_stopped_search_leaves_no_run_running(store):
     runs = MlflowClient(uri).search_runs([record.experiment_id])
     assert {r.info.status for r in runs} == {"KILLED", "FINISHED"}
     assert MlflowClient(uri).get_run(record.parent_run_id).info.status == "KILLED"
-
-
-def test_a_prune_run_carries_its_method_metrics_baseline_texts_and_checkpoint(store, tmp_path):
-    """`prunetune prune`'s one run, as tracking.record_prune writes it."""
-    from orchestrator.tracking import CRITERION, METHOD, ROLE, record_prune
-
-    uri, record = store
-    checkpoint = tmp_path / "pruned.pt"
-    checkpoint.write_bytes(b"weights")
-    result = {**_result(0.91, 2 * 10**7), "params_ratio": 0.3, "spec": {"channels": {"g": 4}}, "criterion": "l1"}
-    rid = record_prune(
-        record.client,
-        record.experiment_id,
-        method="uniform",
-        macs_target=0.2,
-        result=result,
-        baseline={"val_accuracy": 0.99, "macs": 1e8, "arch": "resnet20"},
-        texts={"config.yaml": "name: exp\n"},
-        checkpoint=checkpoint,
-    )
-    run = MlflowClient(uri).get_run(rid)
-    assert run.info.status == "FINISHED" and run.data.tags[ROLE] == "prune"
-    assert run.data.tags[METHOD] == "uniform" and run.data.tags[CRITERION] == "l1"
-    assert run.data.params == {"method": "uniform", "macs_target": "0.2"}
-    assert run.data.metrics["val_accuracy"] == 0.91 and run.data.metrics["baseline_macs"] == 1e8
-    assert "baseline_arch" not in run.data.metrics  # only numbers are metrics
-    paths = {a.path for a in MlflowClient(uri).list_artifacts(rid)} | {
-        a.path for a in MlflowClient(uri).list_artifacts(rid, "model")
-    }
-    assert {"spec.json", "config.yaml", "model/pruned.pt"} <= paths
