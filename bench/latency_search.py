@@ -17,7 +17,8 @@ timing: the network and the baseline in alternating rounds (median of ``REFEREE`
 latency trial is eligible to win only within the tolerance of the target by it. The winners are fine-tuned
 again (FINAL epochs, a data order no search saw), scored once on test, and timed side by
 side (alternating rounds) with the baseline, so "equal latency" is measured, not
-assumed. Deltas are paired per seed. Run: ``python -m bench.latency_search --seeds 5``.
+assumed. Deltas are paired per seed. Run: ``python -m bench.latency_search --seeds 5``; more seeds of
+one target later: ``--targets 0.25 --first-seed 5 --seeds 5`` (the stored cells are kept).
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def cell(b: Bench, macs_target: float, seed: int, table: dict, say=print) -> dic
     uniform = run_trial(_cfg(b, 1.0, "latency", lat, seed, table))
     winners = {"macs": by_macs, "latency": by_latency, "uniform": uniform}
     ratios = timed(b, [w["spec"] for w in winners.values()])
-    out = {"target_latency": lat, "seconds": 0.0, "eligible": by_latency["eligible"]}
+    out = {"seed": seed, "target_latency": lat, "seconds": 0.0, "eligible": by_latency["eligible"]}
     for (name, w), ratio in zip(winners.items(), ratios):
         out[name] = {
             "val": w["val_accuracy"],
@@ -150,11 +151,26 @@ def _ms(xs: list[float], scale: float = 100.0) -> str:
     return f"{scale * statistics.mean(xs):+.2f} ± {scale * sd:.2f}"
 
 
+# Student's t, two-sided 95%, by degrees of freedom (1.96 beyond the table)
+T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23,
+       11: 2.20, 12: 2.18, 13: 2.16, 14: 2.14, 15: 2.13, 16: 2.12, 17: 2.11, 18: 2.10, 19: 2.09}  # fmt: skip
+
+
+def _ci(xs: list[float], scale: float = 100.0) -> str:
+    """The 95% confidence interval of the mean paired delta (t over the seeds)."""
+    if len(xs) < 2:
+        return "-"
+    half = T95.get(len(xs) - 1, 1.96) * statistics.stdev(xs) / len(xs) ** 0.5
+    mean = statistics.mean(xs)
+    return f"[{scale * (mean - half):+.2f}, {scale * (mean + half):+.2f}]"
+
+
 def table_md(results: dict) -> str:
     lines = [
         "| MACs target of the MACs search | measured latency target | method | test acc (mean) | "
-        "latency ratio (mean) | MACs ratio (mean) | Δ test vs macs search (pp, paired) | seeds ahead |",
-        "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+        "latency ratio (mean) | MACs ratio (mean) | Δ test vs macs search (pp, paired, mean ± sd) | "
+        "95% CI of the mean Δ | seeds ahead |",
+        "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for m, cells in results["cells"].items():
         lat = statistics.mean(c["target_latency"] for c in cells)
@@ -165,16 +181,19 @@ def table_md(results: dict) -> str:
             deltas = [c[name]["test"] - c["macs"]["test"] for c in cells]
             ahead = sum(d > 0 for d in deltas)
             delta = "-" if name == "macs" else f"{_ms(deltas)}"
+            ci = "-" if name == "macs" else _ci(deltas)
             wins = "-" if name == "macs" else f"{ahead}/{len(cells)}"
             lines.append(
-                f"| {m} | {lat:.3f} | {name} | {100 * test:.2f} | {ratio:.3f} | {macs:.3f} | {delta} | {wins} |"
+                f"| {m} | {lat:.3f} | {name} | {100 * test:.2f} | {ratio:.3f} | {macs:.3f} | {delta} | {ci} | {wins} |"
             )
     return "\n".join(lines)
 
 
-def _keep_other_targets(results: dict) -> None:
-    """Carry over the cells of targets this run did not measure (each cell records its own
-    run's table error and machine), so one target can be run at a time."""
+def _keep_stored_cells(results: dict) -> None:
+    """Carry over the stored cells this run did not measure: other targets, and other seeds
+    of the targets it ran (each cell records its seed and its own run's table error and
+    machine), so one target, or more seeds of it, can be run at a time. A stored cell
+    without a seed is from a run of seeds 0, 1, ... in order."""
     stored = ROOT / "bench" / "results" / "latency_search.json"
     if not stored.exists():
         return
@@ -183,10 +202,14 @@ def _keep_other_targets(results: dict) -> None:
         for c in cells:
             c["run"] = {"table_error": results["table_error"], "machine": results["machine"]}
     for m, cells in old.get("cells", {}).items():
-        if m not in results["cells"]:
-            for c in cells:
-                c.setdefault("run", {"table_error": old.get("table_error"), "machine": old.get("machine")})
-            results["cells"][m] = cells
+        ran = {c["seed"] for c in results["cells"].get(m, [])}
+        kept = []
+        for i, c in enumerate(cells):
+            c.setdefault("seed", i)
+            c.setdefault("run", {"table_error": old.get("table_error"), "machine": old.get("machine")})
+            if c["seed"] not in ran:
+                kept.append(c)
+        results["cells"][m] = sorted(kept + results["cells"].get(m, []), key=lambda c: c["seed"])
     results["cells"] = dict(sorted(results["cells"].items(), key=lambda kv: -float(kv[0])))
 
 
@@ -194,6 +217,9 @@ def main() -> None:
     global N, MACS_TARGETS
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument(
+        "--first-seed", type=int, default=0, help="run seeds FIRST_SEED.. (stored cells of other seeds are kept)"
+    )
     ap.add_argument("--trials", type=int, default=N, help="brief fine-tunes per search")
     ap.add_argument("--smoke", action="store_true", help="one seed, one target, 2 trials; publishes nothing")
     ap.add_argument("--report", action="store_true", help="publish what a run cut short saved (its full cells)")
@@ -213,12 +239,12 @@ def main() -> None:
         return
     N = 2 if args.smoke else args.trials
     MACS_TARGETS = tuple(args.targets[:1] if args.smoke else args.targets)
-    results = run(list(range(1 if args.smoke else args.seeds)))
+    results = run(list(range(args.first_seed, args.first_seed + (1 if args.smoke else args.seeds))))
     results["machine"] = machine()
     if args.smoke:
         print(table_md(results))
         return
-    _keep_other_targets(results)
+    _keep_stored_cells(results)
     publish("latency_search", results, table_md(results))
 
 
