@@ -51,9 +51,10 @@ def test_run_with_role_returns_the_run_or_names_what_is_wrong(store):
         run_with_role(client, "0123abcd", "trial")
 
 
-def test_run_with_role_tells_an_unreachable_store_from_a_missing_run(tmp_path):
+def test_run_with_role_tells_an_unreachable_store_from_a_missing_run(monkeypatch):
     from orchestrator.store import client_for
 
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # MLflow's default backs off for minutes
     client = client_for("http://127.0.0.1:9")  # nothing listens on the discard port
     with pytest.raises(UserError, match="cannot be reached"):
         run_with_role(client, "0123abcd", "trial")
