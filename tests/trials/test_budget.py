@@ -58,3 +58,29 @@ def test_a_check_far_below_the_target_cannot_walk_the_spec_up_to_the_unpruned_ne
         graph, ratios, 0.5 * full, keep_min=0.1, cost=model, real=lambda s: 0.3 * model(s.channels), tol=0.01
     )
     assert model(spec.channels) <= CORRECTION * 0.5 * full * 1.05  # without the bound: the whole network
+
+
+def _blocks(channels: dict, block: int) -> dict:
+    return {n: -(-c // block) * block for n, c in channels.items()}
+
+
+@pytest.mark.parametrize("target", [0.40, 0.55, 0.70])
+def test_a_real_cost_in_steps_the_model_cannot_see_is_still_met_by_measurement(target):
+    """The real cost moves in blocks of 8 channels (as CPU kernels do), the model is
+    smooth: scaling one factor jumps over the target, so the bisection between the
+    checked specs on either side, one group step at a time, lands within the tolerance
+    (latency.tolerance's default, 5%: one group's step across a block moves up to 6%)."""
+    graph = build_graph(create_model("resnet20"), (3, 16, 16), "resnet20")
+    model = MacsModel(graph)
+    full = model({g.name: g.channels for g in graph.groups})
+    checks = []
+
+    def real(spec: ChannelSpec) -> float:
+        checks.append(spec)
+        return model(_blocks(spec.channels, 8))
+
+    ratios = {g.name: 1.0 for g in graph.groups}
+    spec, value = project_ratios(graph, ratios, target * full, keep_min=0.1, cost=model, real=real, tol=0.05)
+    assert value == real(spec)
+    assert abs(value - target * full) <= 0.05 * target * full, (value / full, spec.channels)
+    assert len(checks) <= 4 + 1 + 8 + 1  # the rounds, an end of the range, the bisection, this test
