@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -15,6 +16,13 @@ import torch
 from cluster.local import free_port
 
 BIN = Path(sys.executable).parent
+
+# Under `make test` (two xdist workers on two cores) each worker's own torch work runs on
+# one thread: the integration worker's Ray nodes, drivers and servers need the other core,
+# and two workers with two threads each made every integration test wait on the unit tests
+# (the lost-node search: 36 s alone, 160 s beside them). Tests that time things set their own.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items):
