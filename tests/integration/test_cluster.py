@@ -28,6 +28,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("integration")]
 def test_a_client_without_the_token_is_refused(ray_cluster, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
     env["HOME"] = str(tmp_path)  # no ~/.ray/auth_token to fall back on
+    env["RAY_gcs_server_port_wait_time_s"] = "2"  # Ray tries a refused GCS once a second for 20 s by default
     code = f"import ray; ray.init(address={ray_cluster['address']!r}); print('CONNECTED')"
     refused = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
     assert refused.returncode != 0 and "CONNECTED" not in refused.stdout
@@ -131,6 +132,12 @@ def test_killing_a_worker_node_touches_no_other_node_or_cluster():
     assert not _alive(b_raylet)  # stopping a cluster stops its own nodes
 
 
+# The outage tests turn the MLflow client's own retries off (the product asks for 2, each
+# with its back-off: about 37 s of a 70-s test went to them): the writer's buffering,
+# retrying and spilling under test are prunetune's, and run the same either way.
+NO_CLIENT_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+
+
 def test_an_mlflow_outage_mid_search_loses_no_result(tmp_path, three_nodes):
     """The tracking server goes away after the first trial and comes back only once the
     driver has noticed (no fixed sleep): every result is written after all."""
@@ -145,7 +152,7 @@ def test_an_mlflow_outage_mid_search_loses_no_result(tmp_path, three_nodes):
         search={"num_trials": 4, "max_concurrent": 2, "warm_start": [0.5, 0.7]},
         trial={"steps": 12},  # trials that end before the server is back wait in the buffer (patience 300 s)
     )
-    run = Lines(_start(tmp_path, three_nodes, data))
+    run = Lines(_start(tmp_path, three_nodes, data, **NO_CLIENT_RETRIES))
     try:
         assert run.wait_for("[1/4]"), "no trial finished before the outage"
         stop_mlflow(server)
@@ -178,7 +185,7 @@ def test_an_outage_through_the_end_of_a_search_is_synced_later(tmp_path, three_n
     data = _config(
         tmp_path, "it-sync", uri, three_nodes["address"], search={"num_trials": 4, "warm_start": [0.5]}, trial={}
     )
-    run = Lines(_start(tmp_path, three_nodes, data, PRUNETUNE_MLFLOW_PATIENCE="3"))
+    run = Lines(_start(tmp_path, three_nodes, data, PRUNETUNE_MLFLOW_PATIENCE="3", **NO_CLIENT_RETRIES))
     try:
         assert run.wait_for("[1/4]"), "no trial finished before the outage"
         stop_mlflow(server)

@@ -20,8 +20,9 @@ from trials.train import evaluate
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("integration")]
 
 
-def _cli(cluster, *args, check=True):
-    done = subprocess.run([PRUNETUNE, *args], env=cluster["env"], capture_output=True, text=True, timeout=900)
+def _cli(cluster, *args, check=True, **env):
+    env = {**cluster["env"], **env}
+    done = subprocess.run([PRUNETUNE, *args], env=env, capture_output=True, text=True, timeout=900)
     if check:
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done
@@ -148,8 +149,16 @@ def test_promoting_an_unknown_run_or_a_non_trial_run_exits_2(tmp_path, mlflow_se
     assert parent.returncode == 2 and "is not a prunetune trial run" in parent.stderr
     none = _cli(ray_cluster, "promote", searched, "--max-macs-ratio", "0.01", "--tracking-uri", uri, check=False)
     assert none.returncode == 2 and "no front point with macs_ratio <= 0.01" in none.stderr
-    down = _cli(
-        ray_cluster, "promote", searched, "--max-macs-ratio", "0.5", "--tracking-uri", "http://127.0.0.1:9", check=False
+    down = _cli(  # without the client's own retries: 3 s, not 16 (the message is the same)
+        ray_cluster,
+        "promote",
+        searched,
+        "--max-macs-ratio",
+        "0.5",
+        "--tracking-uri",
+        "http://127.0.0.1:9",
+        check=False,
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
     )
     assert down.returncode == 2 and "http://127.0.0.1:9 cannot be reached" in down.stderr, down.stderr[-2000:]
     assert len(down.stderr.strip().splitlines()) == 1
