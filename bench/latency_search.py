@@ -117,9 +117,8 @@ def cell(b: Bench, macs_target: float, seed: int, table: dict, say=print) -> dic
     return out
 
 
-def run(seeds: list[int], say=print) -> dict:
-    t0 = time.perf_counter()
-    b = Bench()
+def _table(b: Bench, say=print):
+    """The latency table of the bench's network, built and checked (20 random pruned networks)."""
     torch.manual_seed(0)
     build = lambda spec: rebuild(ARCH, spec, 10, 1, SIZE)  # noqa: E731
     tt = time.perf_counter()
@@ -129,6 +128,13 @@ def run(seeds: list[int], say=print) -> dict:
         f"latency table {time.perf_counter() - tt:.0f} s: median error {100 * check['median_rel_error']:.1f}%, "
         f"worst {100 * check['worst_rel_error']:.1f}%"
     )
+    return table, check
+
+
+def run(seeds: list[int], say=print) -> dict:
+    t0 = time.perf_counter()
+    b = Bench()
+    table, check = _table(b, say)
     results = {
         "settings": {"batch": BATCH, "n": N, "tolerance": TOLERANCE, "keep": [KEEP_MIN, KEEP_MAX, KEEP_STEP]},
         "finetune": FINETUNE,
@@ -155,14 +161,8 @@ def redo_uniform(say=print) -> dict:
     t0 = time.perf_counter()
     stored = json.loads((ROOT / "bench" / "results" / "latency_search.json").read_text())
     b = Bench()
-    torch.manual_seed(0)
-    build = lambda spec: rebuild(ARCH, spec, 10, 1, SIZE)  # noqa: E731
-    table = build_table(b.graph, SETTINGS, count=6, build=build, calibrate=8, keep_min=KEEP_MIN)
-    check = check_table(table, b.graph, build, n=20, keep_min=KEEP_MIN)
+    table, check = _table(b, say)
     error = {k: check[k] for k in ("median_rel_error", "worst_rel_error")}
-    say(
-        f"latency table: median error {100 * error['median_rel_error']:.1f}%, worst {100 * error['worst_rel_error']:.1f}%"
-    )
     for m, cells in stored["cells"].items():
         for c in cells:
             tc = time.perf_counter()

@@ -158,8 +158,8 @@ def project_ratios(
         # noisy measurement must not walk the goal up to the unpruned network
         goal = min(max(goal * target / value, target / CORRECTION), target * CORRECTION)
     if real is not None:
-        ends = [_scaled(graph, ratios, f, keep_min, keep_max, round_to, arch) for f in (s_lo, s_hi)]
-        best = _bisect_measured(graph, checked, ends, best, target, tol, round_to, real)
+        end = lambda low: _scaled(graph, ratios, s_lo if low else s_hi, keep_min, keep_max, round_to, arch)  # noqa: E731
+        best = _bisect_measured(graph, checked, end, best, target, tol, round_to, real)
     return best
 
 
@@ -183,7 +183,7 @@ def _path(graph: ChannelGraph, a: ChannelSpec, b: ChannelSpec, round_to: int) ->
 BISECT_CHECKS = 8  # the most measured checks the bracket bisection adds
 
 
-def _bisect_measured(graph, checked, ends, best, target: float, tol: float, round_to: int, real) -> tuple:
+def _bisect_measured(graph, checked, end, best, target: float, tol: float, round_to: int, real) -> tuple:
     """When the model-guided rounds miss, bisect by measurement between the closest checked
     spec under the target and the closest over it, one group step at a time. A real cost
     can move in steps the model does not see (measured on this CPU: ResNet-20 at 16x16
@@ -197,13 +197,13 @@ def _bisect_measured(graph, checked, ends, best, target: float, tol: float, roun
     under = [c for c in checked if c[1] < target]
     over = [c for c in checked if c[1] > target]
     if not under or not over:
-        end = ends[0] if not under else ends[1]
-        value = real(end)
-        (under if value < target else over).append((end, value))
+        far = end(low=not under)  # the end of the range on the side no check reached
+        value = real(far)
+        (under if value < target else over).append((far, value))
         if not under or not over:  # out of reach, or a check that reads wrong: the rounds' best stands
             return best
         if abs(value - target) < abs(best[1] - target):
-            best = (end, value)
+            best = (far, value)
         if abs(value - target) <= tol * target:
             return best
     lo = max(under, key=lambda c: c[1])
