@@ -119,7 +119,9 @@ class TrackingCallback(Callback):
         self.__dict__.update(state)
         self.fault = faults.driver_fault()
         for key, value in RESTORING.items():  # where this driver records: --resume may change it
-            setattr(self, key, value)
+            if key != "finished":
+                setattr(self, key, value)
+        self._merge_finished()
         self._started, self._seeded = None, len(self.done)  # elapsed and ETA: this driver's share
         self.writer.say, self.writer.on_write, self.writer.open_target = self._print, self._timed, self._open_record
 
@@ -139,7 +141,16 @@ class TrackingCallback(Callback):
         self.retries = dict(state.get("retries", {}))
         self.front = Front()
         self.seed(state.get("done", {}))
+        self._merge_finished()
         self._seeded = self._count()
+
+    def _merge_finished(self) -> None:
+        """What MLflow holds as finished counts too: a driver killed hard (SIGKILL, a lost
+        head) may have written trials that its last snapshot of this state does not hold."""
+        for tid, row in RESTORING.get("finished", {}).items():
+            if tid not in self.done:
+                self.done[tid] = row
+                self._add(tid, row)
 
     def _open_record(self) -> SearchRecord:
         record = SearchRecord(self.uri, self.experiment, self.parent_run_id, self._objective)

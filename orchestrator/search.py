@@ -283,7 +283,9 @@ def _tune_runs(cfg: SearchConfig, resume: bool, trainable, callback, new_searche
         restoring = i == first and bool(restorable)
         if restoring:
             say(f"resuming the search stored at {experiment}")
-            progress.RESTORING.update(uri=callback.uri, say=callback.say, drain_timeout=callback.drain_timeout)
+            progress.RESTORING.update(
+                uri=callback.uri, say=callback.say, drain_timeout=callback.drain_timeout, finished=dict(callback.done)
+            )
             tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=True)
         else:
             if resume and i == first:  # no run has a snapshot (first is 0)

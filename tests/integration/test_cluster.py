@@ -212,10 +212,34 @@ def test_an_outage_through_the_end_of_a_search_is_synced_later(tmp_path, three_n
         stop_mlflow(server)
 
 
-def test_resume_after_the_driver_is_killed_repeats_and_duplicates_nothing(tmp_path, mlflow_server, three_nodes):
-    """The driver is SIGKILLed right after its 4th finished trial, in the second of its
-    Tune runs (trials_per_run 3: runs of 3 and 2 trials); `--resume` finishes it.
-    Tune's state lives at a storage URI (file:// here; s3:// on a cluster)."""
+def _resume(tmp_path, cluster, name: str, fault: str | None = None) -> Lines:
+    env = dict(cluster["env"])
+    if fault:
+        env.update(PRUNETUNE_FAULT=fault, PRUNETUNE_FAULT_DIR=str(tmp_path))
+    cmd = [PRUNETUNE, "search", str(tmp_path / f"{name}.yaml"), "--resume"]
+    return Lines(
+        subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    )
+
+
+def _counts(out: str) -> list[int]:
+    """The progress lines' trial counts ("[3/5] trial ..."), in order (Lines puts each
+    line's time in front of it)."""
+    lines = (line.split("s ", 1)[-1] for line in out.splitlines())
+    return [int(line[1:].split("/")[0]) for line in lines if line.startswith("[") and "] trial " in line]
+
+
+def test_ctrl_c_then_a_killed_driver_then_resume_repeat_and_duplicate_nothing(tmp_path, mlflow_server, three_nodes):
+    """One search stopped twice (one search, not two, keeps the suite short):
+
+    1. Ctrl-C (SIGINT, sent by the driver to itself after its 2nd finished trial): exit
+       130, the search run KILLED, no run left RUNNING, the --resume hint.
+    2. `--resume`, whose driver is SIGKILLed right after the 4th finished trial, in the
+       second of its Tune runs (trials_per_run 3: runs of 3 and 2 trials). Its count goes
+       on from the trials already done.
+    3. `--resume` again finishes the search from the run it was in (tune-1), running none
+       of the finished trials again. Tune's state lives at a storage URI (file:// here;
+       s3:// on a cluster)."""
     data = _config(
         tmp_path,
         "it-resume",
@@ -225,67 +249,36 @@ def test_resume_after_the_driver_is_killed_repeats_and_duplicates_nothing(tmp_pa
         trial={"steps": 12},
     )
     data["storage"] = f"file://{tmp_path}/shared"
-    code, out = Lines(_start(tmp_path, three_nodes, data, fault="driver=KILL@4")).finish(timeout=600)
-    assert code == -signal.SIGKILL, out[-3000:]
-    first = {c.data.tags["prunetune.trial_id"]: c.info.run_id for c in finished_children(mlflow_server, "it-resume")}
-    assert 3 <= len(first) <= 4, out  # the 4th may not have reached MLflow before the kill
-    assert (tmp_path / "shared" / "it-resume" / "tune-1").is_dir()  # Tune's snapshots are at the URI
-
-    done = subprocess.run(
-        [PRUNETUNE, "search", str(tmp_path / "it-resume.yaml"), "--resume"],
-        env=three_nodes["env"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "resuming the search stored at file://" in done.stdout
-    assert "/it-resume/tune-1" in done.stdout  # the run it was in, not the first
-    client, parents, children = _runs(mlflow_server, "it-resume")
-    ids = [c.data.tags["prunetune.trial_id"] for c in children]
-    assert len(parents) == 1 and len(ids) == len(set(ids)) == 5
-    assert all(c.info.status == "FINISHED" for c in children)
-    for trial_id, run_id in first.items():  # finished trials were not run again
-        assert {c.info.run_id for c in children if c.data.tags["prunetune.trial_id"] == trial_id} == {run_id}
-        steps = [m.step for m in client.get_metric_history(run_id, "train_loss")]
-        assert len(steps) == len(set(steps))
-
-
-def test_ctrl_c_stops_a_search_that_resume_finishes(tmp_path, mlflow_server, three_nodes):
-    """Ctrl-C (SIGINT, sent by the driver to itself after its 2nd finished trial): exit 130,
-    the search run KILLED, no run left RUNNING, the --resume hint; the resume counts the
-    trials already done and finishes the search, running none of them again."""
-    data = _config(
-        tmp_path, "it-sigint", mlflow_server, three_nodes["address"], search={"num_trials": 5}, trial={"steps": 12}
-    )
     code, out = Lines(_start(tmp_path, three_nodes, data, fault="driver=INT@2")).finish(timeout=600)
     assert code == 130, out[-3000:]
     assert "--resume" in out and "Tuner.restore" not in out
-    client, parents, children = _runs(mlflow_server, "it-sigint")
+    client, parents, children = _runs(mlflow_server, "it-resume")
     assert parents[0].info.status == "KILLED"
     assert all(c.info.status != "RUNNING" for c in children), [c.info.status for c in children]
-    done_before = {c.data.tags["prunetune.trial_id"]: c.info.run_id for c in children if c.info.status == "FINISHED"}
-    assert len(done_before) >= 2
+    first = {c.data.tags["prunetune.trial_id"]: c.info.run_id for c in children if c.info.status == "FINISHED"}
+    assert len(first) >= 2
 
-    resumed = subprocess.run(
-        [PRUNETUNE, "search", str(tmp_path / "it-sigint.yaml"), "--resume"],
-        env=three_nodes["env"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    counts = [int(line.split("/")[0][1:]) for line in resumed.stdout.splitlines() if line.startswith("[")]
-    assert counts and counts[0] > len(done_before) - 1 and counts[-1] == 5  # the count goes on from what was done
-    client, parents, children = _runs(mlflow_server, "it-sigint")
+    code, out = _resume(tmp_path, three_nodes, "it-resume", fault="driver=KILL@4").finish(timeout=600)
+    assert code == -signal.SIGKILL, out[-3000:]
+    counts = _counts(out)
+    assert counts and counts[0] > len(first) - 1 and counts[-1] == 4, out[-3000:]  # the count goes on
+    assert (tmp_path / "shared" / "it-resume" / "tune-1").is_dir()  # Tune's snapshots are at the URI
+    second = {c.data.tags["prunetune.trial_id"]: c.info.run_id for c in finished_children(mlflow_server, "it-resume")}
+    assert 3 <= len(second) <= 4 and first.items() <= second.items(), out  # the 4th may not have reached MLflow
+
+    code, out = _resume(tmp_path, three_nodes, "it-resume").finish(timeout=600)
+    assert code == 0, out[-3000:]
+    assert "resuming the search stored at file://" in out
+    assert "/it-resume/tune-1" in out  # the run it was in, not the first
+    assert _counts(out)[-1] == 5
+    client, parents, children = _runs(mlflow_server, "it-resume")
     ids = [c.data.tags["prunetune.trial_id"] for c in children]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert len(ids) == len(set(ids)) == 5 and all(c.info.status == "FINISHED" for c in children)
-    for trial_id, run_id in done_before.items():
+    for trial_id, run_id in second.items():  # finished trials were not run again
+        assert {c.info.run_id for c in children if c.data.tags["prunetune.trial_id"] == trial_id} == {run_id}
         steps = [m.step for m in client.get_metric_history(run_id, "train_loss")]
-        assert len(steps) == len(set(steps)), trial_id  # not trained again
+        assert len(steps) == len(set(steps)), trial_id  # nor trained again
 
 
 def test_trials_that_turn_nan_fail_with_their_reason_and_the_search_goes_on(tmp_path, mlflow_server, three_nodes):

@@ -76,6 +76,30 @@ def test_the_callback_state_tune_snapshots_brings_back_the_count_and_the_front(t
     assert lines[-1].startswith("[3/4]") and len(restored.front) >= 2
 
 
+def test_a_snapshot_older_than_mlflow_still_counts_what_mlflow_holds(tmp_path):
+    """A driver SIGKILLed after its 4th trial: Tune's last snapshot of the callback holds
+    3, MLflow 4. The resumed count goes on from 4 (it once said [4/5] for the 5th)."""
+    import orchestrator.progress as progress
+
+    cb = TrackingCallback(None, "exp", "r0", 5, {"val_accuracy": 0.9, "macs": 1e8}, tmp_path / "s", say=lambda _t: None)
+    cb._write = lambda op, *args: None
+    rows = {f"t{i}": _result(acc, macs) for i, (acc, macs) in enumerate(_points(4, seed=5))}
+    for tid in ("t0", "t1", "t2"):
+        cb.on_trial_result(0, [], SimpleNamespace(trial_id=tid, config={}), {**rows[tid], "final": 1})
+    snapshot = cb.get_state()
+    restored = TrackingCallback(None, "exp", "r0", 5, {"val_accuracy": 0.9, "macs": 1e8}, tmp_path / "s")
+    lines = []
+    restored.say, restored._write = lines.append, lambda op, *args: None
+    progress.RESTORING.update(finished=rows)  # what the driver seeded from MLflow: t0..t3
+    try:
+        restored.set_state(snapshot)
+    finally:
+        progress.RESTORING.clear()
+    assert set(restored.done) == set(rows)
+    restored.on_trial_result(0, [], SimpleNamespace(trial_id="t4", config={}), {**_result(0.5, 10**6), "final": 1})
+    assert lines[-1].startswith("[5/5]"), lines[-1]
+
+
 def test_a_callback_restored_from_a_tune_snapshot_records_where_this_driver_records(tmp_path):
     """Tune restores a run's callbacks as they were pickled when the run started; a resume
     may change the tracking URI, so the restored callback takes it from this process."""
