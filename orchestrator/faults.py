@@ -4,6 +4,9 @@
 
 - ``driver=INT@N`` / ``driver=KILL@N``: the search's driver sends itself SIGINT (Ctrl-C)
   or SIGKILL right after its N-th trial finished;
+- ``driver=HOLD@N``: the driver stops right after its N-th trial finished (its MLflow
+  writer thread goes on) until the file ``release`` appears under ``PRUNETUNE_FAULT_DIR``,
+  so a test can change the world (stop a server) at a known point of the search;
 - ``trial=N@K``: the worker of the N-th trial to report epoch K (Tune's trial ids carry
   no number: arrivals are counted in files under ``PRUNETUNE_FAULT_DIR``) exits at once
   after that report, the first time only;
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 ENV, DIR_ENV = "PRUNETUNE_FAULT", "PRUNETUNE_FAULT_DIR"
@@ -31,13 +35,29 @@ def _items() -> dict[str, str]:
     return dict(item.split("=", 1) for item in raw.split(",") if "=" in item)
 
 
-def driver_fault() -> tuple[int, int] | None:
-    """(signal, after how many finished trials) for the driver, or None."""
+HOLD = "HOLD"
+
+
+def driver_fault() -> tuple[int | str, int] | None:
+    """(a signal or ``HOLD``, after how many finished trials) for the driver, or None."""
     spec = _items().get("driver")
     if not spec:
         return None
     name, after = spec.split("@")
-    return getattr(signal, f"SIG{name}"), int(after)
+    return (HOLD if name == HOLD else getattr(signal, f"SIG{name}")), int(after)
+
+
+def strike(action: int | str, say=print, timeout: float = 600.0) -> None:
+    """The driver's fault: a signal to itself, or a hold until ``release`` is there."""
+    if action != HOLD:
+        os.kill(os.getpid(), action)
+        return
+    release = Path(os.environ[DIR_ENV]) / "release"
+    say(f"fault: driver held until {release} exists")
+    deadline = time.monotonic() + timeout
+    while not release.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    say("fault: driver released")
 
 
 def _first_time(tag: str) -> bool:

@@ -18,7 +18,6 @@ collections walk only what is new; ``on_experiment_end`` unfreezes it.
 from __future__ import annotations
 
 import gc
-import os
 import time
 from pathlib import Path
 
@@ -215,7 +214,7 @@ class TrackingCallback(Callback):
                 )
             self._progress(trial.trial_id, result)
             if self.fault and len(self.done) == self.fault[1]:  # a test's injected driver fault
-                os.kill(os.getpid(), self.fault[0])
+                faults.strike(self.fault[0], self._print)
             if self.freeze_every and len(self.done) % self.freeze_every == 0:
                 gc.collect()
                 gc.freeze()

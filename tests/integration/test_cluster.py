@@ -138,9 +138,15 @@ def test_killing_a_worker_node_touches_no_other_node_or_cluster():
 NO_CLIENT_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
 
 
-def test_an_mlflow_outage_mid_search_loses_no_result(tmp_path, three_nodes):
-    """The tracking server goes away after the first trial and comes back only once the
-    driver has noticed (no fixed sleep): every result is written after all."""
+def test_mlflow_outages_mid_search_and_through_the_end_lose_no_result(tmp_path, three_nodes):
+    """Two outages in one search (one search, not two, keeps the suite short):
+
+    1. The tracking server goes away after the first trial and comes back only once the
+       driver has noticed (no fixed sleep): the buffer is written mid-search.
+    2. The driver holds after its 2nd trial (a fault at a known point); the server goes
+       away again and stays away through the end: the search exits 3 (not 2: the input
+       was fine) saying where everything is. Once MLflow is back, `prunetune sync` writes
+       every saved result, closes the search run and removes the spill file."""
     root, port = tmp_path / "mlflow", free_port()
     uri = f"http://127.0.0.1:{port}"
     server = start_mlflow(root, port)
@@ -149,58 +155,36 @@ def test_an_mlflow_outage_mid_search_loses_no_result(tmp_path, three_nodes):
         "it-outage",
         uri,
         three_nodes["address"],
-        search={"num_trials": 4, "max_concurrent": 2, "warm_start": [0.5, 0.7]},
-        trial={"steps": 12},  # trials that end before the server is back wait in the buffer (patience 300 s)
+        search={"num_trials": 4, "max_concurrent": 1, "warm_start": [0.5, 0.7]},
+        trial={},
     )
-    run = Lines(_start(tmp_path, three_nodes, data, **NO_CLIENT_RETRIES))
+    run = Lines(
+        _start(tmp_path, three_nodes, data, "driver=HOLD@2", PRUNETUNE_MLFLOW_PATIENCE="3", **NO_CLIENT_RETRIES)
+    )
     try:
         assert run.wait_for("[1/4]"), "no trial finished before the outage"
         stop_mlflow(server)
         assert run.wait_for("MLflow unreachable"), "the driver did not notice the outage"
         server = start_mlflow(root, port)
+        assert run.wait_for("buffer written"), "the buffer was not written once MLflow was back"
+        assert run.wait_for("fault: driver held"), "the driver did not hold after its 2nd trial"
+        written = {c.data.tags["prunetune.trial_id"] for c in finished_children(uri, "it-outage")}
+        assert written, "nothing reached MLflow after the first outage"
+        stop_mlflow(server)
+        (tmp_path / "release").touch()
         code, out = run.finish()
-        assert code == 0, out[-3000:]
-        assert "buffer written" in out
-
+        assert code == 3, out[-3000:]
+        spill = tmp_path / "runs" / "it-outage" / "mlflow-pending.json"
+        assert spill.is_file() and "prunetune sync it-outage" in out and "Traceback" not in out
+        server = start_mlflow(root, port)
+        sync = [PRUNETUNE, "sync", "it-outage", "--storage", str(tmp_path / "runs"), "--tracking-uri", uri]
+        done = subprocess.run(sync, env=three_nodes["env"], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0 and "replayed" in done.stdout, done.stdout + done.stderr
+        assert not spill.exists()
         client, parents, children = _runs(uri, "it-outage")
         ids = [c.data.tags["prunetune.trial_id"] for c in children]
         assert len(ids) == len(set(ids)) == 4 and all(c.info.status == "FINISHED" for c in children)
         assert all({"val_accuracy", "macs"} <= set(c.data.metrics) for c in children)
-        front = json.loads(
-            Path(client.download_artifacts(parents[0].info.run_id, "pareto/front.json", str(tmp_path))).read_text()
-        )
-        assert sum(not t.get("baseline") for t in front["trials"]) == 4 and parents[0].info.status == "FINISHED"
-    finally:
-        stop_mlflow(server)
-
-
-def test_an_outage_through_the_end_of_a_search_is_synced_later(tmp_path, three_nodes):
-    """MLflow goes away after the first trial and is still gone when the search ends: the
-    search exits 3 (not 2: the input was fine) saying where everything is; once MLflow is
-    back, `prunetune sync` writes every saved result, closes the search run, and removes
-    the spill file."""
-    root, port = tmp_path / "mlflow", free_port()
-    uri = f"http://127.0.0.1:{port}"
-    server = start_mlflow(root, port)
-    data = _config(
-        tmp_path, "it-sync", uri, three_nodes["address"], search={"num_trials": 4, "warm_start": [0.5]}, trial={}
-    )
-    run = Lines(_start(tmp_path, three_nodes, data, PRUNETUNE_MLFLOW_PATIENCE="3", **NO_CLIENT_RETRIES))
-    try:
-        assert run.wait_for("[1/4]"), "no trial finished before the outage"
-        stop_mlflow(server)
-        code, out = run.finish()
-        assert code == 3, out[-3000:]
-        spill = tmp_path / "runs" / "it-sync" / "mlflow-pending.json"
-        assert spill.is_file() and "prunetune sync it-sync" in out and "Traceback" not in out
-        server = start_mlflow(root, port)
-        sync = [PRUNETUNE, "sync", "it-sync", "--storage", str(tmp_path / "runs"), "--tracking-uri", uri]
-        done = subprocess.run(sync, env=three_nodes["env"], capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0 and "replayed" in done.stdout, done.stdout + done.stderr
-        assert not spill.exists()
-        client, parents, children = _runs(uri, "it-sync")
-        ids = [c.data.tags["prunetune.trial_id"] for c in children]
-        assert len(ids) == len(set(ids)) == 4 and all(c.info.status == "FINISHED" for c in children)
         assert parents[0].info.status == "FINISHED"
         front = json.loads(
             Path(client.download_artifacts(parents[0].info.run_id, "pareto/front.json", str(tmp_path))).read_text()

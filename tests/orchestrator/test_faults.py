@@ -41,6 +41,20 @@ def test_the_driver_fault_names_its_signal_and_after_how_many_trials(monkeypatch
     assert faults.driver_fault() == (signal.SIGKILL, 4)
     monkeypatch.setenv(faults.ENV, "driver=INT@3")
     assert faults.driver_fault() == (signal.SIGINT, 3)
+    monkeypatch.setenv(faults.ENV, "driver=HOLD@2")
+    assert faults.driver_fault() == (faults.HOLD, 2)
+
+
+def test_a_held_driver_waits_for_the_release_file(monkeypatch, tmp_path):
+    import threading
+    import time
+
+    monkeypatch.setenv(faults.DIR_ENV, str(tmp_path))
+    said, t0 = [], time.monotonic()
+    threading.Timer(0.5, (tmp_path / "release").touch).start()
+    faults.strike(faults.HOLD, said.append)
+    assert time.monotonic() - t0 >= 0.45 and said[-1] == "fault: driver released"
+    assert str(tmp_path / "release") in said[0]
 
 
 def test_the_second_trial_to_reach_the_epoch_exits_once_and_its_retry_runs_through(exits, tmp_path):
