@@ -4,10 +4,18 @@
 from __future__ import annotations
 
 from torch import Tensor, nn
-from torchvision.models.mobilenetv2 import InvertedResidual
 
 # t (expansion), c (channels), n (repeats), s (stride); CIFAR: second stage stride 1.
 SETTINGS = [[1, 16, 1, 1], [6, 24, 2, 1], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1], [6, 160, 3, 2], [6, 320, 1, 1]]
+
+
+def _inverted_residual() -> type[nn.Module]:
+    """torchvision's block, imported when a MobileNetV2 is built: importing torchvision
+    costs about 1.3 s (it loads torch._dynamo), paid by every process that imports
+    trials (each Ray worker, each CLI call) when it stood at the top of this module."""
+    from torchvision.models.mobilenetv2 import InvertedResidual
+
+    return InvertedResidual
 
 
 def _conv_bn(cin: int, cout: int, k: int, stride: int) -> nn.Sequential:
@@ -24,7 +32,7 @@ class CifarMobileNetV2(nn.Module):
         for t, ch, n, s in SETTINGS:
             out = int(ch * width_mult)
             for i in range(n):
-                layers.append(InvertedResidual(c, out, s if i == 0 else 1, expand_ratio=t))
+                layers.append(_inverted_residual()(c, out, s if i == 0 else 1, expand_ratio=t))
                 c = out
         last = int(1280 * max(1.0, width_mult))
         layers.append(_conv_bn(c, last, 1, 1))
