@@ -12,15 +12,10 @@ Run: ``python -m bench.latency_blocks resnet56 --in-channels 3 --size 32 --batch
 
 from __future__ import annotations
 
-import argparse
 import time
 
-import torch
-
 import trials.latency_table as lt
-from trials.groups import build_graph
-from trials.latency import LatencySettings
-from trials.prune import rebuild
+from bench.report import latency_case, network_parser
 
 
 def block_levels(block: int):
@@ -36,19 +31,10 @@ def ceil_interp(xs: list[int], x: float) -> tuple[int, int, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("arch")
-    ap.add_argument("--in-channels", type=int, default=3)
-    ap.add_argument("--size", type=int, default=32)
-    ap.add_argument("--batch", type=int, default=16)
+    ap = network_parser(__doc__, builds=2)
     ap.add_argument("--block", type=int, default=8)
-    ap.add_argument("--builds", type=int, default=2)
     args = ap.parse_args()
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    settings = LatencySettings(batch_size=args.batch, threads=1, warmup=5, repeats=21)
-    build = lambda spec: rebuild(args.arch, spec, 10, args.in_channels, args.size)  # noqa: E731
-    graph = build_graph(build(None), (args.in_channels, args.size, args.size), args.arch)
+    settings, build, graph = latency_case(args, repeats=21)
     variants = {"today": (lt.levels, lt._interp), "blocks": (block_levels(args.block), ceil_interp)}
     for i in range(args.builds):
         for name, (levels, interp) in variants.items():

@@ -2,12 +2,39 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
 from pathlib import Path
 
 import torch
+
+
+def network_parser(doc: str, builds: int) -> argparse.ArgumentParser:
+    """The options of the latency-table benches: which network, its input, how many builds."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("arch")
+    ap.add_argument("--in-channels", type=int, default=3)
+    ap.add_argument("--size", type=int, default=32)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--builds", type=int, default=builds)
+    return ap
+
+
+def latency_case(args: argparse.Namespace, repeats: int):
+    """For ``network_parser``'s options, on one thread: the latency settings, a builder of
+    the pruned network of a spec (None: the whole one), and the network's channel graph."""
+    from trials.groups import build_graph
+    from trials.latency import LatencySettings
+    from trials.prune import rebuild
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    settings = LatencySettings(batch_size=args.batch, threads=1, warmup=5, repeats=repeats)
+    build = lambda spec: rebuild(args.arch, spec, 10, args.in_channels, args.size)  # noqa: E731
+    graph = build_graph(build(None), (args.in_channels, args.size, args.size), args.arch)
+    return settings, build, graph
 
 
 def machine() -> str:

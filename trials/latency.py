@@ -151,12 +151,17 @@ def runner(model: nn.Module | bytes, input_shape: tuple[int, ...], settings: Lat
 
 
 def measure_side_by_side(
-    models: list[nn.Module | bytes], input_shape: tuple[int, ...], settings: LatencySettings
+    models: list[nn.Module | bytes],
+    input_shape: tuple[int, ...] | list[tuple[int, ...]],
+    settings: LatencySettings,
 ) -> list[Timing]:
-    """Time several networks in alternating rounds (one repeat of each per round)."""
+    """Time several networks in alternating rounds (one repeat of each per round).
+    ``input_shape`` is every network's, or a list of one per network."""
     check_runtime(settings)
+    per_model = bool(input_shape) and isinstance(input_shape[0], tuple | list)
+    shapes = [tuple(s) for s in input_shape] if per_model else [tuple(input_shape)] * len(models)
     with _Threads(settings.threads):
-        runs = [runner(m, input_shape, settings) for m in models]
+        runs = [runner(m, shape, settings) for m, shape in zip(models, shapes, strict=True)]
         for _ in range(settings.warmup):
             for run in runs:
                 run()

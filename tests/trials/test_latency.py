@@ -29,6 +29,19 @@ def test_side_by_side_a_wider_network_is_slower():
     assert wide.median_ms > 3 * small.median_ms  # about 580x the MACs
 
 
+def test_side_by_side_each_network_may_take_its_own_input_shape():
+    """Layers of one shape timed beside a reference layer (bench.latency_steady): each is
+    fed its own input; a list of ints is still one shape for all."""
+    narrow = nn.Conv2d(4, 8, 3, padding=1)
+    wide = nn.Conv2d(64, 64, 3, padding=1)
+    a, b = measure_side_by_side([narrow, wide], [(4, 32, 32), (64, 32, 32)], FAST)
+    assert b.median_ms > 3 * a.median_ms  # 128x the MACs
+    with pytest.raises(RuntimeError):  # one shape for both: the wide conv cannot take 4 channels
+        measure_side_by_side([narrow, wide], (4, 32, 32), FAST)
+    (one,) = measure_side_by_side([narrow], [4, 32, 32], FAST)
+    assert one.repeats == FAST.repeats
+
+
 def test_onnxruntime_times_the_exported_network():
     pytest.importorskip("onnxruntime", reason="the latency extra is not installed: pip install 'prunetune[latency]'")
     small, wide = measure_side_by_side([_conv(4), _conv(96)], SHAPE, LatencySettings(runtime="onnxruntime", **_fast()))
