@@ -39,16 +39,18 @@ def test_a_client_without_the_token_is_refused(ray_cluster, tmp_path):
     assert "CONNECTED" in allowed.stdout, allowed.stderr[-2000:]
 
 
-def _start(tmp_path, cluster, data: dict, fault: str | None = None, **env: str) -> subprocess.Popen:
-    """`prunetune search` as a user starts it; ``fault``: a PRUNETUNE_FAULT injected at a
-    chosen point (orchestrator/faults.py), markers under tmp_path."""
+def _start(
+    tmp_path, cluster, data: dict, fault: str | None = None, *, resume: bool = False, **env: str
+) -> subprocess.Popen:
+    """`prunetune search` (with ``resume``: `--resume`) as a user starts it; ``fault``: a
+    PRUNETUNE_FAULT injected at a chosen point (orchestrator/faults.py), markers under tmp_path."""
     path = tmp_path / f"{data['name']}.yaml"
     path.write_text(yaml.safe_dump(data))
     env = {**cluster["env"], **env}
     if fault:
         env.update(PRUNETUNE_FAULT=fault, PRUNETUNE_FAULT_DIR=str(tmp_path))
     return subprocess.Popen(
-        [PRUNETUNE, "search", str(path)],
+        [PRUNETUNE, "search", str(path), *(["--resume"] if resume else [])],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.PIPE,
@@ -196,16 +198,6 @@ def test_mlflow_outages_mid_search_and_through_the_end_lose_no_result(tmp_path, 
         stop_mlflow(server)
 
 
-def _resume(tmp_path, cluster, name: str, fault: str | None = None) -> Lines:
-    env = dict(cluster["env"])
-    if fault:
-        env.update(PRUNETUNE_FAULT=fault, PRUNETUNE_FAULT_DIR=str(tmp_path))
-    cmd = [PRUNETUNE, "search", str(tmp_path / f"{name}.yaml"), "--resume"]
-    return Lines(
-        subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    )
-
-
 def _counts(out: str) -> list[int]:
     """The progress lines' trial counts ("[3/5] trial ..."), in order (Lines puts each
     line's time in front of it)."""
@@ -242,7 +234,7 @@ def test_ctrl_c_then_a_killed_driver_then_resume_repeat_and_duplicate_nothing(tm
     first = {c.data.tags["prunetune.trial_id"]: c.info.run_id for c in children if c.info.status == "FINISHED"}
     assert len(first) >= 2
 
-    code, out = _resume(tmp_path, three_nodes, "it-resume", fault="driver=KILL@4").finish(timeout=600)
+    code, out = Lines(_start(tmp_path, three_nodes, data, "driver=KILL@4", resume=True)).finish(timeout=600)
     assert code == -signal.SIGKILL, out[-3000:]
     counts = _counts(out)
     assert counts and counts[0] > len(first) - 1 and counts[-1] == 4, out[-3000:]  # the count goes on
@@ -250,7 +242,7 @@ def test_ctrl_c_then_a_killed_driver_then_resume_repeat_and_duplicate_nothing(tm
     second = {c.data.tags["prunetune.trial_id"]: c.info.run_id for c in finished_children(mlflow_server, "it-resume")}
     assert 3 <= len(second) <= 4 and first.items() <= second.items(), out  # the 4th may not have reached MLflow
 
-    code, out = _resume(tmp_path, three_nodes, "it-resume").finish(timeout=600)
+    code, out = Lines(_start(tmp_path, three_nodes, data, resume=True)).finish(timeout=600)
     assert code == 0, out[-3000:]
     assert "resuming the search stored at file://" in out
     assert "/it-resume/tune-1" in out  # the run it was in, not the first
