@@ -15,6 +15,11 @@ variants alternating build by build:
 - ``calib16``: ``today`` with 16 calibration networks instead of 8;
 - ``paired16``: ``paired`` with 16 calibration networks.
 
+Each variant's table is also scored with its calibration refitted by the ``nonneg``
+solver (``NAME+nonneg``: no coefficient below 0) and with no calibration (``NAME+nofit``:
+the layers plus the rest scaled by the activations kept), on the same timings: those
+rows differ from their variant only in the fit.
+
 Each round builds every variant's table, then measures one set of 20 check networks
 (each beside the whole one) that scores all of them, so the variants are compared on
 the same measurements. Printed per build: the median and worst ratio error; at the end,
@@ -23,6 +28,7 @@ per variant, the mean and spread of the medians. Run: ``python -m bench.latency_
 
 from __future__ import annotations
 
+import copy
 import statistics
 import time
 from dataclasses import replace
@@ -31,7 +37,11 @@ import torch
 
 from bench.report import latency_case, network_parser
 from trials.latency import LatencySettings, measure_side_by_side, onnx_bytes
-from trials.latency_table import _make_layer, build_table, check_table, levels, time_shape
+from trials.latency_table import _make_layer, build_table, check_table, fit_calibration, levels, time_shape
+
+
+def _coef(fit: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.3g}" for v in fit) + "]"
 
 
 def _layer_model(shape: dict, cin: int, cout: int, settings: LatencySettings):
@@ -117,7 +127,15 @@ def main() -> None:
             print(f"build {i + 1} {name}: table {time.perf_counter() - t0:.0f} s", flush=True)
         # one set of check networks, measured once, scores every variant's table of this round
         check = check_table(tables[chosen[0]], graph, build, n=20, keep_min=0.25, seed=i)
+        for name in chosen:  # the same timings, fitted by the other solvers (and not at all)
+            table, cal = tables[name], tables[name].calibration
+            for solver, fit in (("nonneg", fit_calibration(cal["rows"], cal["ms"], "nonneg")), ("nofit", None)):
+                other = copy.copy(table)
+                other.fit = fit
+                tables[f"{name}+{solver}"] = other
+            print(f"build {i + 1} {name}: fit ols {_coef(table.fit)}, nonneg {_coef(tables[name + '+nonneg'].fit)}")
         for name, table in tables.items():
+            medians.setdefault(name, [])
             whole = table.predict(table.sizes)
             errors = [
                 abs(table.predict(c) / whole * w - m) / m

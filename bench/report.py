@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import platform
+import time
 from pathlib import Path
 
 import torch
@@ -73,3 +74,27 @@ def publish(name: str, results: dict, text: str, doc: str = "benchmarks.md", key
     out.write_text(json.dumps(results, indent=2))
     write_section(ROOT / "docs" / doc, key or name, text)
     print(text)
+
+
+def seeds_or_report(args: argparse.Namespace, name: str, run, save, merge, table) -> None:
+    """The seeded benches' main: run the seeds (``--seed-range A B``: a share of them, and
+    stop there: another process runs the rest), unless ``--report``; then merge the seed
+    files and publish."""
+    if not args.report:
+        seeds = list(range(args.seed_range[0], args.seed_range[1] + 1)) if args.seed_range else list(range(args.seeds))
+        results = run(seeds)
+        results["machine"], results["date"] = machine(), time.strftime("%Y-%m-%d")
+        save(results, seeds)
+        if args.seed_range:
+            return
+    results = merge()
+    if not results["seeds"]:
+        raise SystemExit(f"no results in bench/results/{name}.seeds-*.json")
+    publish(name, results, table(results))
+
+
+def save_seeds(name: str, results: dict, seeds, tag: str = "") -> None:
+    """A seeded bench's results so far, as bench/results/NAME.seeds-A-B[TAG].json."""
+    path = ROOT / "bench" / "results" / f"{name}.seeds-{min(seeds)}-{max(seeds)}{tag}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1))

@@ -41,12 +41,11 @@ import argparse
 import json
 import statistics
 import time
-from pathlib import Path
 
 import optuna
 import torch
 
-from bench.report import ROOT, machine, publish, write_section
+from bench.report import ROOT, save_seeds, seeds_or_report, write_section
 from orchestrator.space import group_ratios, variables
 from trials.adapruner import allocate as adapruner_allocate
 from trials.baseline import ModelInfo, load_model, save_checkpoint, train_baseline
@@ -353,14 +352,8 @@ def run(seeds: list[int], say=print) -> dict:
     return results
 
 
-def _partial_path(seeds) -> Path:
-    return ROOT / "bench" / "results" / f"{NAME}.seeds-{min(seeds)}-{max(seeds)}.json"
-
-
 def _save_partial(results: dict, seeds) -> None:
-    path = _partial_path(seeds)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=1))
+    save_seeds(NAME, results, seeds)
 
 
 def _ms(xs: list[float], scale: float = 100.0, digits: int = 2) -> str:
@@ -517,17 +510,7 @@ def main() -> None:
         print(text)
         return
     _setting(args.arch, tuple(args.cuts), args.sens_levels, args.sens_val_batches, args.methods or ())
-    if not args.report:
-        seeds = list(range(args.seed_range[0], args.seed_range[1] + 1)) if args.seed_range else list(range(args.seeds))
-        results = run(seeds)
-        results["machine"], results["date"] = machine(), time.strftime("%Y-%m-%d")
-        _save_partial(results, seeds)
-        if args.seed_range:
-            return
-    results = merge()
-    if not results["seeds"]:
-        raise SystemExit(f"no results in bench/results/{NAME}.seeds-*.json")
-    publish(NAME, results, table(results))
+    seeds_or_report(args, NAME, run, _save_partial, merge, table)
 
 
 if __name__ == "__main__":

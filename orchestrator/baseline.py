@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from orchestrator.config import SearchConfig
-from orchestrator.space import grid
+from orchestrator.space import grid, sweep_targets
 from trials.adapruner import allocate
 from trials.baseline import ModelInfo, load_model, read_scores, save_checkpoint, train_baseline
 from trials.cost import count_cost
@@ -90,16 +90,18 @@ def method_points(
     s = cfg.search
     values = grid(s.keep_min, s.keep_max, s.keep_step)
     allocations = []
+    sweep = sweep_targets(s) if s.sweep else None
     for method in s.warm_start_methods:
         if method == "adapruner":
             # a latency or params target is taken as a MACs target here: trials scale onto the objective
-            target = (s.budget_target or 0.5) * base.metrics["macs"]
-            spec, _ = allocate(graph, target, keep_min=s.keep_min, keep_max=s.keep_max, round_to=s.round_to)
-            allocations.append((method, spec.ratios(graph.groups)))
+            for t in sweep or [s.budget_target or 0.5]:
+                kw = {"keep_min": s.keep_min, "keep_max": s.keep_max, "round_to": s.round_to}
+                spec, _ = allocate(graph, t * base.metrics["macs"], **kw)
+                allocations.append((f"{method}@{t:g}" if sweep else method, spec.ratios(graph.groups)))
         elif method == "sensitivity":
             from trials.sensitivity import allocate as by_sensitivity
 
-            for t in [s.budget_target] if s.budget_target else SENSITIVITY_FRONT_TARGETS:
+            for t in [s.budget_target] if s.budget_target else sweep or SENSITIVITY_FRONT_TARGETS:
                 kw = {"keep_min": s.keep_min, "keep_max": s.keep_max, "round_to": s.round_to}
                 spec, _, _ = by_sensitivity(graph, smap, t * base.metrics["macs"], **kw)
                 allocations.append((f"{method}@{t:g}", spec.ratios(graph.groups)))

@@ -79,6 +79,9 @@ class ReevaluateSection(_Strict):
     uniform: bool = True
 
 
+SWEEP_DEFAULT = 3  # search.sweep, unset in front mode on MACs: the cheapest, the middle, 0.9
+
+
 class SearchSection(_Strict):
     mode: Literal["front", "budget"] = "front"
     # what the front trades against accuracy and what budget mode targets; MACs and params
@@ -99,7 +102,22 @@ class SearchSection(_Strict):
     population_size: int | None = Field(None, ge=2, le=100_000)  # NSGA-II; default from num_trials
     num_trials: int = Field(16, ge=1, le=1_000_000)
     max_concurrent: int = Field(2, ge=1, le=100_000)
-    warm_start: list[float] = [0.5, 0.75, 1.0]  # uniform keep ratios evaluated first
+    # uniform keep ratios evaluated first. Default (unset): [0.5, 0.75, 1.0], or none where
+    # a sweep (below) starts the search instead
+    warm_start: list[float] | None = None
+    # front mode: the first trials sweep the whole MACs range, N targets spread evenly from
+    # the lowest reachable (keep_min everywhere) to 0.9, each with every warm-start method's
+    # allocation (the uniform cut where none is named); the sampler goes on from them, so
+    # the front has no gap at the cheap end that a few draws happened to miss
+    # (bench/front_fmnist.py, docs/benchmarks.md). Default (unset): 3 where front_targets is
+    # on and warm_start is unset, 0 (none) otherwise
+    sweep: int | None = Field(None, ge=0, le=10_000)
+    # front mode on MACs: this share of the sampled trials fills the front where it is
+    # thinnest (the widest gap between neighbouring points, at the middle, with the cheaper
+    # neighbour's shape: orchestrator/gaps.py); the sampler proposes the rest, and every
+    # trial once no gap is left to halve. Default (unset): 1.0 where front_targets is on (it
+    # measured best: docs/benchmarks.md), 0 otherwise
+    fill: float | None = Field(None, ge=0, le=1)
     # ... and allocations by method: adapruner (counts from BN importance, at macs_target or
     # 0.5) and paam (counts from thresholding the learned scores of a paam baseline)
     # and sensitivity (one global accepted-accuracy-loss threshold over the per-group
@@ -144,6 +162,12 @@ class SearchSection(_Strict):
             data = {**data, "spread": bool(data["front_targets"])}
         if data.get("sampler") is None:
             data = {**data, "sampler": "tpe" if data["front_targets"] else "nsga2"}
+        if data.get("sweep") is None:  # a sweep of 3 starts the front, unless warm_start says where
+            data = {**data, "sweep": SWEEP_DEFAULT if data["front_targets"] and data.get("warm_start") is None else 0}
+        if data.get("fill") is None:
+            data = {**data, "fill": 1.0 if data["front_targets"] else 0.0}
+        if data.get("warm_start") is None:
+            data = {**data, "warm_start": [] if data["sweep"] else [0.5, 0.75, 1.0]}
         return data
 
     @model_validator(mode="after")
@@ -160,6 +184,10 @@ class SearchSection(_Strict):
             raise ValueError("screen: compares candidates of equal MACs, so it needs budget mode (mode: budget)")
         if self.mode == "budget" and self.front_targets:
             raise ValueError("front_targets: samples a MACs target per trial, so it belongs to front mode")
+        if self.sweep and not (self.mode == "front" and self.front_targets):
+            raise ValueError("sweep: spreads the first trials over the MACs range, so it needs front mode on MACs")
+        if self.fill and not (self.mode == "front" and self.front_targets):
+            raise ValueError("fill: places trials between front points by MACs, so it needs front mode on MACs")
         for r in self.warm_start:
             if not 0 < r <= 1:
                 raise ValueError(f"warm_start: ratio {r} is not in (0, 1]")

@@ -16,11 +16,14 @@ from ray.tune.search.optuna import OptunaSearch
 from orchestrator.axis import axis
 from orchestrator.baseline import Baseline, method_points
 from orchestrator.config import SearchConfig
+from orchestrator.gaps import FrontFillSampler
 from orchestrator.noise import quiet_optuna
 from orchestrator.space import (
     REUSE,
     dedup,
     search_space,
+    target_distribution,
+    uniform_sweep_points,
     warm_levels,
     warm_start_points,
     with_spread,
@@ -77,19 +80,26 @@ class PrunetuneOptunaSearch(OptunaSearch):
 def sampler(cfg: SearchConfig) -> optuna.samplers.BaseSampler:
     s = cfg.search
     if s.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=s.seed, constant_liar=True, multivariate=True)
-    if s.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=s.seed)
-    population = s.population_size or max(4, min(50, s.num_trials // 4))
-    return optuna.samplers.NSGAIISampler(seed=s.seed, population_size=population)
+        base = optuna.samplers.TPESampler(seed=s.seed, constant_liar=True, multivariate=True)
+    elif s.sampler == "random":
+        base = optuna.samplers.RandomSampler(seed=s.seed)
+    else:
+        population = s.population_size or max(4, min(50, s.num_trials // 4))
+        base = optuna.samplers.NSGAIISampler(seed=s.seed, population_size=population)
+    if s.fill:  # a share of the trials fills the front's widest gaps
+        return FrontFillSampler(base, s.fill, low=target_distribution(s.keep_min).low)
+    return base
 
 
 def starting_points(cfg: SearchConfig, base: Baseline, graph, var_map: dict, smap=None) -> list[tuple[str, dict]]:
     """The points Optuna runs first, in this order, each once and each with where it came
-    from: the methods' allocations ("adapruner", "sensitivity@0.5", "paam"), then the
-    uniform warm starts ("uniform@0.5")."""
+    from: the methods' allocations ("adapruner", "sensitivity@0.5", "paam"; with
+    ``search.sweep``, at each sweep target, or the uniform cut there where no method is
+    named), then the uniform warm starts ("uniform@0.5")."""
     s, names = cfg.search, list(var_map)
     uniform = warm_start_points(names, warm_levels(s), s.keep_min, s.keep_max, s.keep_step)
+    if s.sweep and not s.warm_start_methods:  # the sweep, with the uniform cut
+        uniform = uniform_sweep_points(cfg, graph, names) + uniform
     named = method_points(cfg, base, graph, var_map, smap) + [
         (f"uniform@{p[names[0]]:g}" if names else "uniform", p) for p in uniform
     ]

@@ -135,6 +135,32 @@ def with_targets(cfg: SearchConfig, graph, var_map: dict[str, list[str]], points
     return out
 
 
+SWEEP_TOP = 0.9  # search.sweep: its costliest target (above it, the baseline's own point stands)
+
+
+def sweep_targets(s) -> list[float]:
+    """search.sweep's MACs targets: evenly spread from the lowest reachable to SWEEP_TOP."""
+    low = target_distribution(s.keep_min).low
+    if s.sweep == 1:
+        return [snap_target((low + SWEEP_TOP) / 2, s.keep_min)]
+    return [snap_target(low + (SWEEP_TOP - low) * i / (s.sweep - 1), s.keep_min) for i in range(s.sweep)]
+
+
+def uniform_sweep_points(cfg: SearchConfig, graph, names: list[str]) -> list[dict]:
+    """search.sweep with no method named: the uniform cut at each sweep target, as the keep
+    ratio on the search grid whose MACs come closest."""
+    s = cfg.search
+    macs = MacsModel(graph)
+    full = macs({g.name: g.channels for g in graph.groups})
+    by_ratio = {}
+    for r in grid(s.keep_min, s.keep_max, s.keep_step):
+        spec = ChannelSpec.from_ratios(graph.groups, dict.fromkeys((g.name for g in graph.groups), r), s.round_to,
+                                       cfg.model.arch)  # fmt: skip
+        by_ratio[r] = macs(spec.channels) / full
+    picks = [min(by_ratio, key=lambda r: abs(by_ratio[r] - t)) for t in sweep_targets(s)]
+    return [dict.fromkeys(names, r) for r in dict.fromkeys(picks)]
+
+
 def warm_levels(s) -> list[float]:
     """The uniform warm-start levels worth a trial: in budget mode every uniform point is
     scaled onto the same MACs target, so one of them stands for all."""

@@ -104,6 +104,7 @@ class LatencyTable:
     ):
         self.settings, self.layers, self.tables, self.sizes, self.rest_ms = settings, layers, tables, sizes, rest_ms
         self.fit = fit  # [a, b, c]: ms = a * layers + b * kept activation share + c (calibrated)
+        self.calibration: dict | None = None  # the points ``fit`` was fitted to (not stored: a build's own)
         self.full_numel = sum(layer.out_numel for layer in layers) or 1
 
     def _kept(self, layer: _Layer, channels: Mapping[str, int]) -> tuple[float, float]:
@@ -232,13 +233,15 @@ def build_table(
     build: Callable[[ChannelSpec], nn.Module] | None = None,
     calibrate: int = 8,
     keep_min: float = 0.25,
+    solver: str = "ols",
 ) -> LatencyTable:
     """Time every layer shape of ``graph``'s network (``time_shapes`` may spread them over
     workers; by default they run here), then the whole network for the rest. With
     ``build`` (a spec -> its pruned network), ``calibrate`` random pruned networks and the
     whole one are timed too, and ``a * layers + b * activation share + c`` is fitted to
-    them (least squares): what isolated layers miss (caches, the framework's per-call
-    time) is then learned, not assumed. The networks checked later are other draws."""
+    them (``solver``: see ``fit_calibration``): what isolated layers miss (caches, the
+    framework's per-call time) is then learned, not assumed. The networks checked later
+    are other draws."""
     check_runtime(settings)
     layer_settings = LatencySettings(**{**asdict(settings), "warmup": 3, "repeats": max(5, settings.repeats // 3)})
     layers, shapes = table_layers(graph)
@@ -260,11 +263,38 @@ def build_table(
             rows.append((*table.parts(spec.channels), 1.0))
             cut, whole = measure_side_by_side([build(spec), ref], shape, settings)
             ys.append(cut.median_ms / whole.median_ms * full)  # beside the whole network: drift cancels
-        coef = torch.linalg.lstsq(
-            torch.tensor(rows, dtype=torch.float64), torch.tensor(ys, dtype=torch.float64)[:, None]
-        )
-        table.fit = [float(v) for v in coef.solution[:, 0]]
+        table.calibration = {"rows": rows, "ms": ys}
+        table.fit = fit_calibration(rows, ys, solver)
     return table
+
+
+def fit_calibration(rows: list[tuple[float, ...]], ys: list[float], solver: str = "ols") -> list[float]:
+    """``[a, b, c]`` of ``ms = a * layers + b * activation share + c`` on the calibration
+    networks. ``ols``: least squares. ``nonneg``: least squares with every coefficient at
+    least 0 (a layer costs time, the rest costs time: a negative coefficient is the fit
+    leaning on noise, since the two terms move together across pruned networks); with
+    three terms, every set of free terms is solved and the best that stays non-negative
+    kept."""
+    x = torch.tensor(rows, dtype=torch.float64)
+    y = torch.tensor(ys, dtype=torch.float64)[:, None]
+    if solver == "ols":
+        return [float(v) for v in torch.linalg.lstsq(x, y).solution[:, 0]]
+    if solver != "nonneg":
+        raise ValueError(f"unknown calibration solver {solver!r} (ols, nonneg)")
+    n = x.shape[1]
+    best, best_err = [0.0] * n, float(y.square().sum())
+    for mask in range(1, 2**n):
+        free = [i for i in range(n) if mask >> i & 1]
+        sol = torch.linalg.lstsq(x[:, free], y).solution[:, 0]
+        if (sol < 0).any():
+            continue
+        coef = [0.0] * n
+        for i, v in zip(free, sol.tolist()):
+            coef[i] = v
+        err = float((x @ torch.tensor(coef, dtype=torch.float64)[:, None] - y).square().sum())
+        if err < best_err:
+            best, best_err = coef, err
+    return best
 
 
 def _reference(graph: ChannelGraph, settings: LatencySettings) -> nn.Module | bytes:

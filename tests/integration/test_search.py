@@ -36,10 +36,17 @@ def test_front_search_records_one_child_per_trial_and_a_consistent_front(tmp_pat
     # Warm start: the uniform configurations ran, once each (the searcher went on across runs).
     # (front mode samples each trial's MACs target too: a warm start's is the MACs its counts keep)
     # (and its spread: the uniform warm starts sit at 0, where the sampler starts from)
-    values = [{v for k, v in c.data.params.items() if k not in ("macs_target", "spread")} for c in children]
-    assert values.count({"0.5"}) == values.count({"1.0"}) == 1
-    warm = [c for c, v in zip(children, values) if v in ({"0.5"}, {"1.0"})]
-    assert [c.data.params["spread"] for c in warm] == ["0.0", "0.0"]
+    # (search.fill, on by default, may take a uniform shape to other MACs: those are other
+    # configurations, so every configuration ran once, each starting point among them)
+    ran = [dict(c.data.params) for c in children]
+    assert len({tuple(sorted(p.items())) for p in ran}) == 6
+    starts = json.loads(
+        Path(client.download_artifacts(parent.info.run_id, "search/starts.json", str(tmp_path))).read_text()
+    )
+    assert [s["origin"] for s in starts] == ["uniform@0.5", "uniform@1"]
+    for start in starts:
+        same = [p for p in ran if {k: p.get(k) for k in start["params"]} == start["params"]]
+        assert start["params"]["spread"] == "0.0" and len(same) == 1, (start, ran)
     assert all("macs_target" in c.data.params and "spread" in c.data.params for c in children)  # on by default
     # The front artifacts agree with the child runs.
     arts = {a.path for a in client.list_artifacts(parent.info.run_id, "pareto")}

@@ -8,7 +8,7 @@ import torch
 from trials import latency_table
 from trials.groups import build_graph
 from trials.latency import LatencySettings, Timing
-from trials.latency_table import LatencyTable, build_table, check_table, levels
+from trials.latency_table import LatencyTable, build_table, check_table, fit_calibration, levels
 from trials.models import create_model
 from trials.prune import rebuild
 from trials.spec import ChannelSpec
@@ -121,3 +121,29 @@ def test_predicted_latency_follows_real_timings_loosely(resnet20):
     assert len(check["pairs"]) == 5 and len(check["channels"]) == 5
     assert all(p > 0 and m > 0 for p, m in check["pairs"])
     assert check["median_rel_error"] < 1.0, check["pairs"]
+
+
+def test_the_nonneg_solver_keeps_every_coefficient_at_or_above_zero_and_ols_where_it_already_is():
+    # two terms that move together plus noise: least squares buys a smaller residual with a
+    # negative layer coefficient; nonneg gives that up and stays within the noise
+    rows = [(10.0, 1.0, 1.0), (8.0, 0.8, 1.0), (6.1, 0.6, 1.0), (4.0, 0.41, 1.0), (2.0, 0.2, 1.0)]
+    ys = [11.0, 9.3, 6.6, 4.9, 2.2]
+    ols = fit_calibration(rows, ys, "ols")
+    nonneg = fit_calibration(rows, ys, "nonneg")
+    assert min(ols) < 0, ols  # the case the solver is for
+    assert min(nonneg) >= 0, nonneg
+    predict = lambda c, r: sum(a * b for a, b in zip(c, r))  # noqa: E731
+    assert max(abs(predict(nonneg, r) - y) / y for r, y in zip(rows, ys)) < 0.1
+    exact = [tuple(r) for r in rows]
+    clean = [2 * r[0] + 3 * r[1] + 0.5 for r in rows]  # a non-negative truth: both solvers find it
+    for solver in ("ols", "nonneg"):
+        assert fit_calibration(exact, clean, solver) == pytest.approx([2, 3, 0.5], abs=1e-6)
+    with pytest.raises(ValueError, match="unknown calibration solver"):
+        fit_calibration(rows, ys, "ridge")
+
+
+def test_a_calibrated_table_keeps_the_points_it_was_fitted_to(macs_timer):
+    _, _, table = _resnet20_table()
+    cal = table.calibration
+    assert len(cal["rows"]) == len(cal["ms"]) == 5  # the whole network and the 4 calibration networks
+    assert table.fit == pytest.approx(fit_calibration(cal["rows"], cal["ms"], "ols"))
