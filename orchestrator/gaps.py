@@ -81,12 +81,14 @@ class FrontFillSampler(optuna.samplers.BaseSampler):
         # the cost may be counted (MACs), not a fraction of the baseline's: every trial was
         # scaled onto its target, so cost over target is the baseline's count
         scale = statistics.median(t.values[1] / float(t.params[TARGET]) for t in done)
-        # running trials' targets split the gaps they fall in, and so do failed trials'
-        # (a target that failed is not proposed again and again)
+        # every other trial's target splits the gap it falls in: a running one's, and a
+        # finished one's that fell off the front or failed (else its gap, still the
+        # widest, would have the same target proposed again and again)
+        on_front = {t.number for t in front}
         pending = sorted(
             float(t.params[TARGET])
             for t in trials
-            if t.state in (TrialState.RUNNING, TrialState.FAIL) and t.number != trial.number and TARGET in t.params
+            if t.number != trial.number and t.number not in on_front and TARGET in t.params
         )
         gap = self.widest_gap([(t.values[1] / scale, t.values[0]) for t in front], pending)
         if gap is None:

@@ -73,3 +73,12 @@ def test_a_failed_fill_target_is_not_proposed_again():
     study.tell(trial, state=optuna.trial.TrialState.FAIL)  # e.g. its loss went NaN
     again = study.ask(SPACE)
     assert again.params[TARGET] != first and study.trials[-1].system_attrs.get("fill_gap"), (first, again.params)
+
+
+def test_a_fill_target_whose_trial_fell_off_the_front_is_not_proposed_again():
+    study = _search(1.0, 3)  # the 3 starting points
+    trial = study.ask(SPACE)
+    first = trial.params[TARGET]
+    study.tell(trial, [0.4, first])  # below the cheaper neighbour: dominated, off the front
+    again = study.ask(SPACE)
+    assert again.params[TARGET] != first and study.trials[-1].system_attrs.get("fill_gap"), (first, again.params)
