@@ -16,8 +16,15 @@ Methods:
                map) and its threshold allocation at targets spread evenly, as many as the
                rest of the budget pays for
   random       random per-group ratios and a random MACs target per trial
+  fill+sens-cached  sweep 3 of the sensitivity allocation, then fill, its map not charged
+               (the map is cached per baseline: every search after the first reads it free)
   default      prunetune's front search as it ships (``mode: front``, every search option
                unset: TPE, ``front_targets``, ``spread``, uniform warm starts 0.5, 0.75, 1.0)
+  eagleeye     EagleEye in front mode: random candidates (the random search's draws: a MACs
+               target and a keep ratio per group) scored by adaptive BN while half the budget
+               lasts; the MACs range cut into bins (as many as half the budget fine-tunes),
+               the best-screened candidate of each bin fine-tuned, so a cheap network
+               competes only with networks of its own cost
 
 The baseline is a point of every front (1.0x MACs, its own accuracy). Each method's front is
 chosen on val (Pareto on val accuracy against MACs); its members, each the network its
@@ -69,7 +76,7 @@ BUDGET = 12  # brief fine-tunes at half the baseline's MACs, per method
 UNIT_TARGETS = (0.1, 0.3, 0.5, 0.75, 1.0)  # where a fine-tune's cost is timed
 METHODS = (
     "uniform", "adapruner", "sensitivity", "random", "default", "uniform-full", "sweep", "sweep+sens", "fill",
-    "fill-half", "fill+sens",
+    "fill-half", "fill+sens", "fill+sens-cached", "eagleeye",
 )  # fmt: skip
 TAG = ""  # --tag: the seed files' suffix
 COSTS_FROM = ""  # --costs-from: charge another run's unit costs and map time (not timed again)
@@ -85,6 +92,8 @@ LABELS = {
     "fill": "**sweep 3 + fill (the default now)**",
     "fill-half": "sweep 3 + fill 0.5 (tpe the rest)",
     "fill+sens": "sweep 3 of the sensitivity allocation + fill",
+    "fill+sens-cached": "the same, its map cached (a later search of the baseline)",
+    "eagleeye": "eagleeye (random draws screened by adaptive BN, the best per MACs bin fine-tuned)",
 }
 
 
@@ -101,6 +110,7 @@ class FrontBench(sf.Bench):
         sf._setting(ARCH, sf.CUTS, *SENS)
         super().__init__()
         self.costs: dict[float, float] = {}
+        self.screen_costs: dict[float, float] = {}
 
     def calibrate_front(self) -> dict[float, float]:
         """A brief fine-tune's seconds at each of UNIT_TARGETS (median of 2, uniform cut)."""
@@ -108,14 +118,27 @@ class FrontBench(sf.Bench):
             self.costs[t] = statistics.median(self.finetune(1.0, t, 0)["wall"] for _ in range(2))
         return self.costs
 
-    def cost(self, target: float) -> float:
-        """A fine-tune's charge at a MACs target: the unit costs, linearly interpolated."""
-        xs = sorted(self.costs)
+    def calibrate_screen(self) -> dict[float, float]:
+        """An adaptive-BN screening's charge at each of UNIT_TARGETS, as a share of a
+        fine-tune's timed beside it (median of 3 each, uniform cut) times the fine-tune's
+        charge: a run charging another run's fine-tune costs (``--costs-from``) charges
+        screenings in the same units, whatever this machine's speed."""
+        for t in UNIT_TARGETS:
+            ft = statistics.median(self.finetune(1.0, t, 0)["wall"] for _ in range(3))
+            sc = statistics.median(self.screen(1.0, t)["wall"] for _ in range(3))
+            self.screen_costs[t] = self.costs[t] * sc / ft
+        return self.screen_costs
+
+    def cost(self, target: float, table: dict[float, float] | None = None) -> float:
+        """A fine-tune's charge at a MACs target (or a screening's, with ``table``): the
+        unit costs, linearly interpolated."""
+        costs = self.costs if table is None else table
+        xs = sorted(costs)
         t = min(max(target, xs[0]), xs[-1])
         for a, b in zip(xs, xs[1:]):
             if a <= t <= b:
-                return self.costs[a] + (self.costs[b] - self.costs[a]) * (t - a) / (b - a)
-        return self.costs[xs[-1]]
+                return costs[a] + (costs[b] - costs[a]) * (t - a) / (b - a)
+        return costs[xs[-1]]
 
     def point(self, ratios, target: float, seed: int) -> dict:
         """One trial in front mode: prune to ``target``, brief fine-tune; its network kept
@@ -216,6 +239,43 @@ def searched(
     return rows, spent
 
 
+def eagleeye(b: FrontBench, seed: int, budget: float) -> tuple[list[dict], float]:
+    """Random candidates scored by adaptive BN while half the budget lasts, then the
+    best-screened candidate of each MACs bin fine-tuned. Bins: centred on the targets that
+    ``full_targets`` spreads for half the budget (from the lowest reachable target to
+    SWEEP_TOP); a candidate belongs to the centre nearest its MACs. A bin nobody drew
+    stays empty (its share of the budget unspent)."""
+    cfg = _section(seed, "random", warm=False)
+    var_map = variables(b.graph.groups, "layer")
+    study = optuna.create_study(sampler=product_sampler(cfg), directions=["maximize", "minimize"])
+    space = search_space(cfg, list(var_map))
+    centres = full_targets(b, budget / 2)
+    reserve = sum(b.cost(c) for c in centres)
+    spent, screened = 0.0, []
+    while True:
+        t = study.ask(space)
+        target = float(t.params[TARGET])
+        charge = b.cost(target, b.screen_costs)
+        if spent + charge + reserve > budget:
+            break
+        ratios = group_ratios(t.params, var_map)
+        row = b.screen(ratios, target)
+        study.tell(t, [row["val"], row["macs_ratio"]])
+        screened.append({"val": row["val"], "macs_ratio": row["macs_ratio"], "ratios": ratios, "target": target})
+        spent += charge
+    rows = []
+    for i, c in enumerate(centres):
+        mine = [r for r in screened if min(range(len(centres)), key=lambda j: abs(centres[j] - r["macs_ratio"])) == i]
+        if mine:
+            best = max(mine, key=lambda r: r["val"])
+            row = b.point(best["ratios"], best["target"], seed)
+            rows.append({**row, "screen": best["val"], "bin": c})
+            spent += row["s"]
+    for r in rows:
+        r["screened"] = len(screened)
+    return rows, spent
+
+
 def run_seed(b: FrontBench, seed: int, budget: float, map_s: float, say=print) -> dict:
     out: dict = {}
     targets = sweep_targets(b, budget)
@@ -252,9 +312,15 @@ def run_seed(b: FrontBench, seed: int, budget: float, map_s: float, say=print) -
     if want("fill+sens"):  # the sensitivity allocation at the 3 starting points, its shapes carried by fill
         fields = {"sweep": 3, "fill": 1.0, "warm_start_methods": ["sensitivity"]}
         out["fill+sens"] = front_of(b, *searched(b, seed, budget, "tpe", True, map_s, **fields))
+    if want("fill+sens-cached"):  # the map is cached per baseline: a later search reads it free
+        fields = {"sweep": 3, "fill": 1.0, "warm_start_methods": ["sensitivity"]}
+        out["fill+sens-cached"] = front_of(b, *searched(b, seed, budget, "tpe", True, 0.0, **fields))
     if want("sweep+sens"):
         fields = {"sweep": BUDGET // 2, "warm_start_methods": ["sensitivity"]}
         out["sweep+sens"] = front_of(b, *searched(b, seed, budget, "tpe", True, map_s, **fields))
+    if want("eagleeye"):
+        rows, spent = eagleeye(b, seed, budget)
+        out["eagleeye"] = {**front_of(b, rows, spent), "screened": rows[0]["screened"] if rows else 0}
     say(
         f"seed {seed}: "
         + ", ".join(f"{k} HV {v['hv_test']:.4f} ({v['trials']} trials, front {v['size']})" for k, v in out.items())
@@ -273,7 +339,10 @@ def run(seeds: list[int], say=print) -> dict:
     costs = b.costs or b.calibrate_front()
     budget = BUDGET * b.cost(0.5)
     say(f"sensitivity map {map_s:.0f} s; fine-tune seconds by MACs target {costs}; budget {budget:.0f} s")
+    if want("eagleeye"):  # screenings are charged only where EagleEye runs
+        say(f"adaptive-BN screening charged by MACs target {b.calibrate_screen()}")
     results = {"budget": budget, "costs": {str(k): v for k, v in costs.items()}, "map_seconds": map_s,
+               "screen_costs": {str(k): v for k, v in b.screen_costs.items()},
                "baseline_val": b.baseline_val, "baseline_test": b.baseline_test,
                "sweep": sweep_targets(b, budget), "seeds": {}}  # fmt: skip
     for seed in seeds:
