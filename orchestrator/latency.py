@@ -26,6 +26,7 @@ def _key(cfg: SearchConfig, base: Baseline) -> str:
         "classes": info.num_classes,
         "latency": cfg.latency.model_dump(mode="json"),
         "keep_min": cfg.search.keep_min,
+        "fit": "nonneg",  # the calibration's solver (tables cached with the least-squares fit are rebuilt)
     }
     return hashlib.sha256(json.dumps(setting, sort_keys=True).encode()).hexdigest()[:16]
 

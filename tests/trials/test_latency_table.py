@@ -85,19 +85,22 @@ def macs_timer(monkeypatch):
     return slow
 
 
-def _resnet20_table():
+def _resnet20_table(**kw):
     torch.manual_seed(0)
     model = create_model("resnet20", num_classes=10, in_channels=3).eval()
     graph = build_graph(model, SHAPE, "resnet20")
     build = lambda spec: rebuild("resnet20", spec, 10, 3, 32)  # noqa: E731
-    return graph, build, build_table(graph, FAST, count=4, build=build, calibrate=4)
+    return graph, build, build_table(graph, FAST, count=4, build=build, calibrate=4, **kw)
 
 
 def test_the_table_predicts_an_additive_cost_closely(macs_timer):
     # with a cost that is a sum over layers plus a per-call time, interpolating the layer
     # grids and calibrating must be all but exact on pruned networks it never saw (without
-    # the calibration the per-call time counted once per layer puts it ~4% off)
-    graph, build, table = _resnet20_table()
+    # the calibration the per-call time counted once per layer puts it ~4% off). The exact
+    # fit has a negative constant (that per-call time, counted once per layer too many), which
+    # least squares finds and the default solver does not allow: on real timings here the
+    # default measured better (docs/benchmarks.md), on this synthetic truth ``ols`` is exact
+    graph, build, table = _resnet20_table(solver="ols")
     check = check_table(table, graph, build, n=5, keep_min=0.25)
     assert check["worst_rel_error"] < 0.01, check["pairs"]
     assert check["worst_abs_rel_error"] < 0.01, check["abs_pairs"]
@@ -105,7 +108,7 @@ def test_the_table_predicts_an_additive_cost_closely(macs_timer):
 
 
 def test_the_check_reads_ratios_so_a_machine_slower_since_the_table_does_not_count(macs_timer):
-    graph, build, table = _resnet20_table()
+    graph, build, table = _resnet20_table(solver="ols")  # exact here (above), so the ratio's error is the check's
     macs_timer[0] = 1.5  # every timing from here on 1.5x the table's
     check = check_table(table, graph, build, n=5, keep_min=0.25)
     assert check["worst_rel_error"] < 0.01, check["pairs"]  # the ratio to the whole network holds
@@ -138,6 +141,9 @@ def test_the_nonneg_solver_keeps_every_coefficient_at_or_above_zero_and_ols_wher
     clean = [2 * r[0] + 3 * r[1] + 0.5 for r in rows]  # a non-negative truth: both solvers find it
     for solver in ("ols", "nonneg"):
         assert fit_calibration(exact, clean, solver) == pytest.approx([2, 3, 0.5], abs=1e-6)
+    overcounted = [2 * r[0] + 3 * r[1] - 0.5 for r in rows]  # per-call time counted once per layer too many
+    assert fit_calibration(exact, overcounted, "slopes") == pytest.approx([2, 3, -0.5], abs=1e-6)
+    assert min(fit_calibration(exact, overcounted, "nonneg")) >= 0  # nonneg cannot reach it
     with pytest.raises(ValueError, match="unknown calibration solver"):
         fit_calibration(rows, ys, "ridge")
 
@@ -146,4 +152,5 @@ def test_a_calibrated_table_keeps_the_points_it_was_fitted_to(macs_timer):
     _, _, table = _resnet20_table()
     cal = table.calibration
     assert len(cal["rows"]) == len(cal["ms"]) == 5  # the whole network and the 4 calibration networks
-    assert table.fit == pytest.approx(fit_calibration(cal["rows"], cal["ms"], "ols"))
+    assert table.fit == pytest.approx(fit_calibration(cal["rows"], cal["ms"], "nonneg"))  # the default solver
+    assert min(table.fit) >= 0, table.fit
