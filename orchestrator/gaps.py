@@ -23,7 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 from orchestrator.pareto import pareto_front
 from orchestrator.space import TARGET
 
-_PLAN = "fill_gap"  # a fill trial's Optuna system attribute: the gap it fills
+PLAN = "fill_gap"  # a fill trial's Optuna system attribute: the gap it fills
 
 
 def _enqueued(trial: FrozenTrial) -> bool:
@@ -96,7 +96,7 @@ class FrontFillSampler(optuna.samplers.BaseSampler):
         index, target = gap
         shape = front[index].params
         plan = {**shape, TARGET: target}
-        study._storage.set_trial_system_attr(trial._trial_id, _PLAN, {"target": target, "from": front[index].number})
+        study._storage.set_trial_system_attr(trial._trial_id, PLAN, {"target": target, "from": front[index].number})
         return plan
 
     def widest_gap(self, front: list[tuple[float, float]], pending: list[float]) -> tuple[int, float] | None:

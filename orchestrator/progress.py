@@ -27,10 +27,15 @@ from orchestrator import faults
 from orchestrator.axis import ROW_EXTRAS, axis, baseline_cost, has_latency
 from orchestrator.front_table import BASELINE_KEYS
 from orchestrator.pareto import Front
-from orchestrator.space import REUSE
 from orchestrator.tracking import SearchRecord
 from orchestrator.writer import BufferedWriter, Spill
 from trials.train import duration
+
+
+def trial_params(config: dict) -> dict:
+    """A trial's sampled values, as its run's params: the searcher's own keys (``_reuse``:
+    a stored result; ``_fill``: whose shape a fill trial took) are not params."""
+    return {k: v for k, v in config.items() if not k.startswith("_")}
 
 
 def format_rows(rows: list[dict], limit: int | None = None) -> str:
@@ -196,7 +201,7 @@ class TrackingCallback(Callback):
 
     # -- Tune events ----------------------------------------------------------------------
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        params = {k: v for k, v in trial.config.items() if k != REUSE}  # a reused result is no param
+        params = trial_params(trial.config)
         if result.get("trial_failed"):
             self.failed.add(trial.trial_id)
             self._write("log_failure", trial.trial_id, params, str(result.get("error", "failed")))
@@ -228,7 +233,7 @@ class TrackingCallback(Callback):
         if tid in self.done or tid in self.failed or tid in self.screened or last.get("fidelity") != 0:
             return
         self.screened.add(tid)
-        self._write("log_screened", tid, dict(trial.config), dict(last))
+        self._write("log_screened", tid, trial_params(trial.config), dict(last))
         self._print(
             f"[{self._count()}/{self.total}] trial {tid}: screened out (adaptive-BN val_acc "
             f"{last.get('val_accuracy', float('nan')):.4f}, below the share search.screen keeps) | {self._clock()}"
@@ -237,7 +242,7 @@ class TrackingCallback(Callback):
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self.failed.add(trial.trial_id)
         message = f"trial errored: {trial.error_file or 'see the Ray logs'}"
-        self._write("log_failure", trial.trial_id, dict(trial.config), message)
+        self._write("log_failure", trial.trial_id, trial_params(trial.config), message)
         self._print(f"[{self._count()}/{self.total}] trial {trial.trial_id} errored (worker or node lost)")
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
@@ -247,7 +252,7 @@ class TrackingCallback(Callback):
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
         """A trial lost with its worker or node, started again (``trial.max_failures``)."""
         self.retries[trial.trial_id] = self.retries.get(trial.trial_id, 0) + 1
-        self._write("log_retry", trial.trial_id, dict(trial.config), self.retries[trial.trial_id])
+        self._write("log_retry", trial.trial_id, trial_params(trial.config), self.retries[trial.trial_id])
         self._print(f"trial {trial.trial_id} lost its worker: retry {self.retries[trial.trial_id]}")
 
     def on_experiment_end(self, trials, **info) -> None:

@@ -6,6 +6,8 @@
   point twice (discrete steps, enqueued warm starts, NSGA-II's offspring), and a trial
   costs a fine-tune. The repeat gets the stored result in its config (``REUSE``), which
   the trainable reports at once; it is recorded with tag ``prunetune.reused_from``.
+- A trial ``search.fill`` placed in a gap of the front carries, in its config (``FILL``),
+  the trial whose shape it took; it is recorded with tag ``prunetune.filled_from``.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from ray.tune.search.optuna import OptunaSearch
 from orchestrator.axis import axis
 from orchestrator.baseline import Baseline, method_points
 from orchestrator.config import SearchConfig
-from orchestrator.gaps import FrontFillSampler
+from orchestrator.gaps import PLAN, FrontFillSampler
 from orchestrator.noise import quiet_optuna
 from orchestrator.space import (
+    FILL,
     REUSE,
     dedup,
     search_space,
@@ -38,7 +41,9 @@ REUSED = (*FINAL_METRICS, "epoch", "spec_json", "criterion", "baseline_macs", "b
 
 def config_key(config: dict) -> tuple:
     """A configuration as a key: its sampled values, rounded as the search space steps them."""
-    return tuple(sorted((k, round(v, 10) if isinstance(v, float) else v) for k, v in config.items() if k != REUSE))
+    return tuple(
+        sorted((k, round(v, 10) if isinstance(v, float) else v) for k, v in config.items() if k not in (REUSE, FILL))
+    )
 
 
 class PrunetuneOptunaSearch(OptunaSearch):
@@ -52,8 +57,21 @@ class PrunetuneOptunaSearch(OptunaSearch):
             return config
         key = config_key(config)
         self._running()[trial_id] = key
+        filled = self._filled_from(trial_id)
+        if filled is not None:
+            config = {**config, FILL: filled}
         stored = self._stored().get(key)
         return {**config, REUSE: stored} if stored is not None else config
+
+    def _filled_from(self, trial_id: str) -> str | None:
+        """The Ray trial whose shape a fill trial took (orchestrator.gaps), else None."""
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is None:
+            return None
+        numbers = self._trial_ids()
+        numbers[ot_trial.number] = trial_id
+        plan = self._ot_study._storage.get_trial_system_attrs(ot_trial._trial_id).get(PLAN)
+        return None if plan is None else numbers.get(plan["from"], f"optuna-{plan['from']}")
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if result and (result.get("trial_failed") or not result.get("final")):
@@ -69,6 +87,12 @@ class PrunetuneOptunaSearch(OptunaSearch):
         if not hasattr(self, "_results_by_config"):
             self._results_by_config: dict[tuple, dict] = {}
         return self._results_by_config
+
+    def _trial_ids(self) -> dict:
+        """Ray's trial id by Optuna's trial number (a searcher restored from an older snapshot starts empty)."""
+        if not hasattr(self, "_ids_by_number"):
+            self._ids_by_number: dict[int, str] = {}
+        return self._ids_by_number
 
     def _running(self) -> dict:
         """Each running trial's configuration key, by trial id."""

@@ -79,6 +79,7 @@ def warm_start_points(names: list[str], levels: list[float], low: float, high: f
 
 
 REUSE = "_reuse"  # in a trial's config: the stored result of the same configuration (orchestrator.searcher)
+FILL = "_fill"  # in a fill trial's config: the trial whose shape it carries into a front gap (orchestrator.searcher)
 TARGET = "macs_target"  # front_targets: the trial's sampled MACs target (a fraction of the baseline's)
 
 

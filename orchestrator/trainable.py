@@ -16,7 +16,7 @@ from ray import tune
 
 from orchestrator import faults
 from orchestrator.settings import TrialSettings
-from orchestrator.space import REUSE, TARGET, group_ratios
+from orchestrator.space import FILL, REUSE, TARGET, group_ratios
 from trials.errors import TrialFailed, UserError
 from trials.latency import LatencySettings
 from trials.trial import TrialConfig, run_trial
@@ -65,8 +65,9 @@ def trainable(config: dict, baseline_state: dict, settings: TrialSettings, score
     if recorded is not None:  # finished before the driver died, after Tune's last snapshot
         tune.report({**recorded, "final": 1, "replayed": 1})
         return
+    filled = {"filled_from": config[FILL]} if config.get(FILL) else {}  # search.fill's trial
     if config.get(REUSE) is not None:  # the searcher proposed a configuration already trained
-        tune.report({**config[REUSE], "final": 1})
+        tune.report({**config[REUSE], **filled, "final": 1})
         return
     timed_on: list[str] = []  # nodes latency was measured on (latency.node_resource)
     tc = trial_config(s, baseline_state, scores, keep=group_ratios(config, s.variables), timed_on=timed_on)
@@ -90,4 +91,4 @@ def trainable(config: dict, baseline_state: dict, settings: TrialSettings, score
     result["node_id"] = ray.get_runtime_context().get_node_id()
     if timed_on:
         result["latency_node_id"] = timed_on[-1]
-    tune.report({**result, "final": 1})
+    tune.report({**result, **filled, "final": 1})

@@ -14,9 +14,10 @@ CURVE = ("train_loss", "val_accuracy", "val_loss")  # per-epoch metrics of a fin
 OBJECTIVE_PARAM = "search.objective"  # the search run's param naming the front's cost axis
 ERROR = "prunetune.error"  # why a trial failed
 # a trial's result key -> its tag: the node it trained on, the node it was timed on, the
-# trial whose result it took (the same configuration, not trained again)
+# trial whose result it took (the same configuration, not trained again), the trial whose
+# shape it carried into a gap of the front (search.fill)
 PLACE_TAGS = {"node_id": "prunetune.node_id", "latency_node_id": "prunetune.latency_node_id",
-              "reused_from": "prunetune.reused_from"}  # fmt: skip
+              "reused_from": "prunetune.reused_from", "filled_from": "prunetune.filled_from"}  # fmt: skip
 # a promote run: the trial and search it came from, where it was timed, what it registered
 TRIAL_RUN, SEARCH_RUN, ARCH = "prunetune.trial_run_id", "prunetune.search_run_id", "prunetune.arch"
 REGISTERED, RESUMED, RUNTIME = "prunetune.registered", "prunetune.resumed_from_epochs", "prunetune.latency_runtime"

@@ -48,6 +48,13 @@ def test_front_search_records_one_child_per_trial_and_a_consistent_front(tmp_pat
         same = [p for p in ran if {k: p.get(k) for k in start["params"]} == start["params"]]
         assert start["params"]["spread"] == "0.0" and len(same) == 1, (start, ran)
     assert all("macs_target" in c.data.params and "spread" in c.data.params for c in children)  # on by default
+    # A fill trial names the trial whose shape it carried (across the two Tune runs): the same
+    # ratios and spread, at another MACs target
+    tags = {c.data.tags["prunetune.trial_id"]: c.data.tags for c in children}
+    shapes = {t: {k: v for k, v in c.data.params.items() if k != "macs_target"} for t, c in zip(tags, children)}
+    fills = {t: tg["prunetune.filled_from"] for t, tg in tags.items() if "prunetune.filled_from" in tg}
+    assert fills, "no fill trial in a front search on MACs (search.fill is on by default)"
+    assert all(src in shapes and shapes[t] == shapes[src] for t, src in fills.items()), (fills, shapes)
     # The front artifacts agree with the child runs.
     arts = {a.path for a in client.list_artifacts(parent.info.run_id, "pareto")}
     assert arts == {f"pareto/front.{e}" for e in ("json", "csv", "html", "png")}

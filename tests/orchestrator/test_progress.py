@@ -31,6 +31,27 @@ def test_the_callback_writes_in_the_background_and_drains_at_the_end(store, tmp_
     assert 0 < cb.write_seconds <= elapsed  # the writer's own time, within the wall time it ran in
 
 
+def test_a_fill_trial_is_tagged_with_the_trial_whose_shape_it_took_and_searcher_keys_are_no_params(store, tmp_path):
+    from orchestrator.space import FILL, REUSE
+
+    uri, record = store
+    cb = TrackingCallback(uri, "exp", record.parent_run_id, 3, {"val_accuracy": 0.99, "macs": 1e8}, tmp_path / "s")
+    cb.say = lambda line: None
+    configs = [{"stage0": 0.5}, {"stage0": 0.5, FILL: "t0"}, {"stage0": 0.5, FILL: "t0", REUSE: {"x": 1}}]
+    filled = [{}, {"filled_from": "t0"}, {"filled_from": "t0", "reused_from": "t1"}]  # what the trainable reports
+    for i, (config, extra) in enumerate(zip(configs, filled)):
+        trial = SimpleNamespace(trial_id=f"t{i}", config=config)
+        cb.on_trial_result(0, [], trial, {**_result(0.9 - 0.1 * i, 5e7 - 1e7 * i), **extra, "final": 1})
+    cb.on_experiment_end([])
+    runs = _children(uri, record)
+    assert "prunetune.filled_from" not in runs["t0"].data.tags
+    assert (
+        runs["t1"].data.tags["prunetune.filled_from"] == "t0" and runs["t2"].data.tags["prunetune.filled_from"] == "t0"
+    )
+    assert runs["t2"].data.tags["prunetune.reused_from"] == "t1"
+    assert all(set(r.data.params) == {"stage0"} for r in runs.values()), {k: r.data.params for k, r in runs.items()}
+
+
 def test_the_callback_freezes_the_driver_heap_every_few_hundred_trials_and_thaws_it_at_the_end(tmp_path):
     spill = tmp_path / "s"
     cb = TrackingCallback(

@@ -105,14 +105,15 @@ def test_a_sweep_starts_the_front_at_even_macs_targets_from_the_cheapest_to_0_9(
 def test_behind_ray_tunes_searcher_a_fill_trial_lands_in_the_widest_gap_and_survives_a_snapshot(tmp_path):
     from orchestrator.config import validate_config
     from orchestrator.searcher import new_searcher
-    from orchestrator.space import SPREAD, TARGET
+    from orchestrator.space import FILL, SPREAD, TARGET
 
     var_map = {"a": ["a"], "b": ["b"]}
     cfg = validate_config({"name": "t", "search": {"fill": 1.0, "max_concurrent": 1}})
     starts = [(f"uniform@{t}", {"a": 0.5, "b": 0.5, SPREAD: 0.0, TARGET: t}) for t in (0.06, 0.3, 0.9)]
     searcher = new_searcher(cfg, var_map, starts)
     for i, (acc, macs) in enumerate([(0.5, 0.06), (0.85, 0.3), (0.9, 0.9)]):
-        assert searcher.suggest(f"t{i}")[TARGET] == (0.06, 0.3, 0.9)[i]
+        start = searcher.suggest(f"t{i}")
+        assert start[TARGET] == (0.06, 0.3, 0.9)[i] and FILL not in start  # starting points fill no gap
         # the front's cost is the count (a 40 M-MACs baseline), not the fraction the targets are
         searcher.on_trial_complete(f"t{i}", {"val_accuracy": acc, "macs": macs * 4e7 * 1.01, "final": True})
     path = tmp_path / "searcher.pkl"
@@ -122,5 +123,6 @@ def test_behind_ray_tunes_searcher_a_fill_trial_lands_in_the_widest_gap_and_surv
     for s in (searcher, restored):
         filled = s.suggest("t3")
         assert filled[TARGET] == 0.18 and filled[SPREAD] == 0.0 and filled["a"] == 0.5, filled  # 0.06 to 0.3
+        assert filled[FILL] == "t0", filled  # the shape of the gap's cheaper end, by Ray's trial id
     with pytest.raises(Exception, match="fill: places trials between front points"):
         validate_config({"name": "t", "search": {"fill": 0.5, "mode": "budget", "macs_target": 0.5}})
