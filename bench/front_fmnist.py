@@ -239,7 +239,7 @@ def searched(
     return rows, spent
 
 
-def eagleeye(b: FrontBench, seed: int, budget: float) -> tuple[list[dict], float]:
+def eagleeye(b: FrontBench, seed: int, budget: float) -> tuple[list[dict], float, int]:
     """Random candidates scored by adaptive BN while half the budget lasts, then the
     best-screened candidate of each MACs bin fine-tuned. Bins: centred on the targets that
     ``full_targets`` spreads for half the budget (from the lowest reachable target to
@@ -263,17 +263,18 @@ def eagleeye(b: FrontBench, seed: int, budget: float) -> tuple[list[dict], float
         study.tell(t, [row["val"], row["macs_ratio"]])
         screened.append({"val": row["val"], "macs_ratio": row["macs_ratio"], "ratios": ratios, "target": target})
         spent += charge
+    best: dict[float, dict] = {}  # bin centre -> its best-screened candidate
+    for r in screened:
+        c = min(centres, key=lambda c: abs(c - r["macs_ratio"]))
+        if c not in best or r["val"] > best[c]["val"]:
+            best[c] = r
     rows = []
-    for i, c in enumerate(centres):
-        mine = [r for r in screened if min(range(len(centres)), key=lambda j: abs(centres[j] - r["macs_ratio"])) == i]
-        if mine:
-            best = max(mine, key=lambda r: r["val"])
-            row = b.point(best["ratios"], best["target"], seed)
-            rows.append({**row, "screen": best["val"], "bin": c})
+    for c in centres:
+        if c in best:
+            row = b.point(best[c]["ratios"], best[c]["target"], seed)
+            rows.append({**row, "screen": best[c]["val"], "bin": c})
             spent += row["s"]
-    for r in rows:
-        r["screened"] = len(screened)
-    return rows, spent
+    return rows, spent, len(screened)
 
 
 def run_seed(b: FrontBench, seed: int, budget: float, map_s: float, say=print) -> dict:
@@ -309,18 +310,17 @@ def run_seed(b: FrontBench, seed: int, budget: float, map_s: float, say=print) -
         out["fill"] = front_of(b, *searched(b, seed, budget, "tpe", True, sweep=3, fill=1.0))
     if want("fill-half"):  # ... every other trial fills, TPE proposes the rest
         out["fill-half"] = front_of(b, *searched(b, seed, budget, "tpe", True, sweep=3, fill=0.5))
+    fill_sens = {"sweep": 3, "fill": 1.0, "warm_start_methods": ["sensitivity"]}
     if want("fill+sens"):  # the sensitivity allocation at the 3 starting points, its shapes carried by fill
-        fields = {"sweep": 3, "fill": 1.0, "warm_start_methods": ["sensitivity"]}
-        out["fill+sens"] = front_of(b, *searched(b, seed, budget, "tpe", True, map_s, **fields))
+        out["fill+sens"] = front_of(b, *searched(b, seed, budget, "tpe", True, map_s, **fill_sens))
     if want("fill+sens-cached"):  # the map is cached per baseline: a later search reads it free
-        fields = {"sweep": 3, "fill": 1.0, "warm_start_methods": ["sensitivity"]}
-        out["fill+sens-cached"] = front_of(b, *searched(b, seed, budget, "tpe", True, 0.0, **fields))
+        out["fill+sens-cached"] = front_of(b, *searched(b, seed, budget, "tpe", True, 0.0, **fill_sens))
     if want("sweep+sens"):
         fields = {"sweep": BUDGET // 2, "warm_start_methods": ["sensitivity"]}
         out["sweep+sens"] = front_of(b, *searched(b, seed, budget, "tpe", True, map_s, **fields))
     if want("eagleeye"):
-        rows, spent = eagleeye(b, seed, budget)
-        out["eagleeye"] = {**front_of(b, rows, spent), "screened": rows[0]["screened"] if rows else 0}
+        rows, spent, screened = eagleeye(b, seed, budget)
+        out["eagleeye"] = {**front_of(b, rows, spent), "screened": screened}
     say(
         f"seed {seed}: "
         + ", ".join(f"{k} HV {v['hv_test']:.4f} ({v['trials']} trials, front {v['size']})" for k, v in out.items())

@@ -57,21 +57,21 @@ class PrunetuneOptunaSearch(OptunaSearch):
             return config
         key = config_key(config)
         self._running()[trial_id] = key
-        filled = self._filled_from(trial_id)
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is not None:
+            self._trial_ids()[ot_trial.number] = trial_id
+        filled = self._filled_from(ot_trial)
         if filled is not None:
             config = {**config, FILL: filled}
         stored = self._stored().get(key)
         return {**config, REUSE: stored} if stored is not None else config
 
-    def _filled_from(self, trial_id: str) -> str | None:
+    def _filled_from(self, ot_trial) -> str | None:
         """The Ray trial whose shape a fill trial took (orchestrator.gaps), else None."""
-        ot_trial = self._ot_trials.get(trial_id)
         if ot_trial is None:
             return None
-        numbers = self._trial_ids()
-        numbers[ot_trial.number] = trial_id
         plan = self._ot_study._storage.get_trial_system_attrs(ot_trial._trial_id).get(PLAN)
-        return None if plan is None else numbers.get(plan["from"], f"optuna-{plan['from']}")
+        return None if plan is None else self._trial_ids().get(plan["from"], f"optuna-{plan['from']}")
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if result and (result.get("trial_failed") or not result.get("final")):

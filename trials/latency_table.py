@@ -224,6 +224,9 @@ def time_shape(shape: dict, settings: LatencySettings, count: int) -> dict:
     return {"cin": cins, "cout": couts, "ms": ms}
 
 
+SOLVER = "nonneg"  # build_table's calibration fit (see fit_calibration; part of a cached table's key)
+
+
 def build_table(
     graph: ChannelGraph,
     settings: LatencySettings,
@@ -233,7 +236,7 @@ def build_table(
     build: Callable[[ChannelSpec], nn.Module] | None = None,
     calibrate: int = 8,
     keep_min: float = 0.25,
-    solver: str = "nonneg",
+    solver: str = SOLVER,
 ) -> LatencyTable:
     """Time every layer shape of ``graph``'s network (``time_shapes`` may spread them over
     workers; by default they run here), then the whole network for the rest. With
