@@ -10,6 +10,8 @@ import json
 import tempfile
 from pathlib import Path
 
+import mlflow
+import mlflow.artifacts
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
@@ -154,3 +156,8 @@ def test_a_promote_run_carries_the_model_its_metadata_and_the_registry_alias(sea
         state = torch.load(client.download_artifacts(run_id, tracking.MODEL_STATE, tmp), weights_only=True)
     assert meta["arch"] == INFO.arch and meta["criterion"] == "l1"
     assert state.keys() == model.state_dict().keys()
+    # the registered model names what loads it, pinned to this environment (not inferred)
+    with tempfile.TemporaryDirectory() as tmp:
+        reqs = Path(mlflow.artifacts.download_artifacts(f"models:/{record.experiment}-model@candidate", dst_path=tmp))
+        lines = (reqs / "requirements.txt").read_text().split()
+    assert f"torch=={torch.__version__.split('+')[0]}" in lines and f"mlflow=={mlflow.__version__}" in lines, lines
