@@ -107,7 +107,11 @@ def model_requirements() -> list[str]:
     import mlflow.pytorch
     import numpy
 
-    return [f"mlflow=={mlflow.__version__}", *mlflow.pytorch.get_default_pip_requirements(), f"numpy=={numpy.__version__}"]
+    return [
+        f"mlflow=={mlflow.__version__}",
+        *mlflow.pytorch.get_default_pip_requirements(),
+        f"numpy=={numpy.__version__}",
+    ]
 
 
 def record_prune(client: MlflowClient, exp_id: str, *, method: str, macs_target: float | None, result: dict,
