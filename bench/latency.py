@@ -24,7 +24,7 @@ import torch
 from bench.report import ROOT, machine, publish
 from trials.groups import build_graph
 from trials.latency import LatencySettings, measure_side_by_side
-from trials.latency_table import build_table, check_table
+from trials.latency_table import SOLVER, build_table, check_table
 from trials.models import create_model
 from trials.prune import rebuild
 from trials.spec import ChannelSpec
@@ -120,7 +120,8 @@ def main() -> None:
         "**Ratio error** (what budget mode and the front use): the predicted latency ratio to the whole "
         "network against the ratio measured in those rounds. Calibrated (what a search uses): "
         f"`a * layers + b * activations + c` fitted on {CALIBRATE} other random pruned networks (each timed "
-        "beside the whole one) and the whole one; uncalibrated: the layers' sum plus the rest of the whole "
+        f"beside the whole one) and the whole one, every coefficient at least 0 (`{SOLVER}`, `build_table`'s "
+        "fit since 2026-12-07; least squares before); uncalibrated: the layers' sum plus the rest of the whole "
         "network scaled by the activations kept. Repeat: the same ratios measured a second time (the floor "
         "any model meets). Absolute: the table's milliseconds against the measured ones (moved also by the "
         "machine's drift since the table was built). Goal (#17): median error within 10%.",

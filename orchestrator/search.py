@@ -117,6 +117,10 @@ def _prepare(cfg: SearchConfig, resume: bool, say) -> tuple[SearchConfig, Baseli
 
 def _record(cfg: SearchConfig, base: Baseline, resume: bool, say) -> tuple[SearchRecord, TrackingCallback]:
     record = SearchRecord.open(cfg.tracking.uri, cfg.name, cfg.storage_uri(), resume, cfg.search.objective)
+    if resume:  # a driver killed outright (SIGKILL, a lost machine) left its trials' runs RUNNING
+        left = record.kill_open_trials()  # those Tune's snapshot holds run again and finish theirs
+        if left:
+            say(f"{left} trial run(s) the stopped driver left RUNNING marked KILLED (Tune runs again those it holds)")
     record.log_config(dump_config(cfg), flat_config(cfg.model_dump(mode="json")))
     record.log_baseline(base.metrics, base.history)
     record.log_baseline_checkpoint(base.model, base.info, base.scores)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -18,11 +19,30 @@ from cluster.local import LocalCluster
 SHARED: dict[str, str] = {}  # what the session's fixtures made for every test: the baseline checkpoint
 
 
+@pytest.fixture(scope="session")
+def _clusters():
+    """The session's two Ray clusters, started in threads (mostly waiting on `ray start`)
+    while the baseline trains, instead of one after the other when a test first asks: the
+    one-node cluster of ``ray_cluster`` and the three nodes of ``three_nodes``."""
+    one = LocalCluster(workers=0, head_cpus=2, head_resources={"latency_node": 1}, dashboard=True)
+    three = LocalCluster(workers=2, cpus_per_worker=1, head_cpus=0)
+    pool = ThreadPoolExecutor(2)
+    started = {"one": pool.submit(one.start), "three": pool.submit(three.start)}
+    try:
+        yield started
+    finally:
+        for future in started.values():
+            if future.exception() is None:
+                future.result().stop()
+        pool.shutdown()
+
+
 @pytest.fixture(scope="session", autouse=True)
-def shared_baseline(tmp_path_factory) -> str:
+def shared_baseline(_clusters, tmp_path_factory) -> str:
     """One trained ResNet-20 on digits (6 epochs: val about 0.97, so a cut and its
     fine-tune have something to keep; 2 epochs left it near chance), loaded by every integration search
-    through ``baseline.path`` instead of each search training its own."""
+    through ``baseline.path`` instead of each search training its own. It trains while the
+    session's two Ray clusters start (``_clusters``)."""
     from trials.baseline import ModelInfo, save_checkpoint, train_baseline
     from trials.data import DataConfig, load_train_val
     from trials.train import FinetuneConfig
@@ -36,12 +56,12 @@ def shared_baseline(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
-def three_nodes():
+def three_nodes(_clusters):
     """A head (no CPUs: it only schedules) and two 1-CPU worker nodes, token auth on: the
     cluster the fault tests run on. Nothing here kills its nodes (the lost-node test starts
     its own)."""
-    with LocalCluster(workers=2, cpus_per_worker=1, head_cpus=0) as cluster:
-        yield {"address": cluster.address, "env": cluster.env, "temp_dir": cluster.temp_dir}
+    cluster = _clusters["three"].result()
+    return {"address": cluster.address, "env": cluster.env, "temp_dir": cluster.temp_dir, "cluster": cluster}
 
 
 def finished_children(uri: str, name: str) -> list:
@@ -72,12 +92,18 @@ def wait_for_finished(uri: str, name: str, count: int, proc, timeout: float = 30
 
 
 @pytest.fixture(scope="session")
-def ray_cluster():
+def ray_cluster(_clusters):
     """A one-node Ray cluster (2 CPUs, and the custom resource ``latency_node`` a latency
-    search pins its measurements to) started with `ray start`, token authentication on.
-    The multi-node tests (tests/integration/test_cluster.py) start their own clusters."""
-    with LocalCluster(workers=0, head_cpus=2, head_resources={"latency_node": 1}) as cluster:
-        yield {"address": cluster.address, "env": cluster.env, "temp_dir": cluster.temp_dir}
+    search pins its measurements to) started with `ray start`, token authentication on,
+    with the dashboard (its Jobs API takes `prunetune submit`). The tests that kill nodes
+    start their own clusters (tests/integration/test_cluster.py)."""
+    cluster = _clusters["one"].result()
+    return {
+        "address": cluster.address,
+        "env": cluster.env,
+        "temp_dir": cluster.temp_dir,
+        "dashboard": cluster.dashboard_address,
+    }
 
 
 # -- helpers of the integration tests: a config, a search run as a user runs it, its runs --
@@ -129,3 +155,14 @@ def _runs(uri, name):
     parents = [r for r in runs if r.data.tags.get("prunetune.role") == "search"]
     children = [r for r in runs if r.data.tags.get("prunetune.role") == "trial"]
     return client, parents, children
+
+
+@pytest.fixture(scope="session")
+def front_search(tmp_path_factory, mlflow_server, ray_cluster) -> dict:
+    """One finished front search, run once per session (6 trials as two Tune runs of 3):
+    test_search.py checks its record and the promotion tests promote from it."""
+    tmp = tmp_path_factory.mktemp("front-search")
+    done = _search(
+        tmp, ray_cluster, _config(tmp, "it-front", mlflow_server, ray_cluster["address"], {"trials_per_run": 3})
+    )
+    return {"name": "it-front", "tmp": tmp, "stdout": done.stdout}

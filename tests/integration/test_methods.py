@@ -11,7 +11,9 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from orchestrator import promote
 from tests.integration.conftest import PRUNETUNE, _config, _runs, _search
+from trials.cost import count_cost
 
 # one xdist group: with `make test` (-n 2 --dist loadgroup) every integration test runs in one worker
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("integration")]
@@ -69,22 +71,24 @@ def test_method_runs_end_to_end_inside_a_search(name, tmp_path, mlflow_server, r
         for start in starts[: len(children)]:
             assert any({k: p.get(k) for k in start["params"]} == start["params"] for p in ran), (start, ran)
     if trial["criterion"] in ("auto", "paam"):  # promotion cuts the network as the trial did
-        _promotes_as_the_trial_cut(tmp_path, ray_cluster, mlflow_server, children[0], trial["criterion"])
+        _promotes_as_the_trial_cut(mlflow_server, children[0], trial["criterion"])
 
 
-def _promotes_as_the_trial_cut(tmp_path, cluster, uri, trial_run, criterion: str) -> None:
-    cmd = [PRUNETUNE, "promote", trial_run.info.run_id, "--epochs", "1", "--workers", "1"]
-    cmd += ["--address", cluster["address"], "--tracking-uri", uri]
-    done = subprocess.run(cmd, env=cluster["env"], cwd=tmp_path, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    result = json.loads(done.stdout[done.stdout.index("{") :])
+def _promotes_as_the_trial_cut(uri, trial_run, criterion: str) -> None:
+    """Promotion's cut, read from this search's MLflow record as `prunetune promote` reads
+    it (config, spec, baseline checkpoint with PAAM's scores, the chosen criterion): the
+    network it would fine-tune is the trial's. Called in process: the fine-tune, the
+    timings and the registration after it are the promotion tests' (test_promote.py,
+    test_cluster.py's submitted promotion), and each ran 30-40 s here."""
     client = MlflowClient(uri)
-    meta = json.loads(
-        Path(client.download_artifacts(result["run_id"], "prunetune/model.json", str(tmp_path))).read_text()
-    )
+    trial = client.get_run(trial_run.info.run_id)
+    cfg, info, spec, _, pruned = promote._cut_as_the_trial_did(client, trial)
+    meta = promote.promoted_meta(trial, cfg, info, spec)
     expected = trial_run.data.tags["prunetune.criterion"] if criterion == "auto" else "paam"
     assert meta["criterion"] == expected and expected != "auto"
-    assert result["macs"] == trial_run.data.metrics["macs"]
+    shape = (info.in_channels, info.input_size, info.input_size)
+    cost = count_cost(pruned, shape)
+    assert (cost.macs, cost.params) == (trial_run.data.metrics["macs"], trial_run.data.metrics["params"])
 
 
 def test_prune_command_logs_one_run_with_the_allocation(tmp_path, mlflow_server, ray_cluster):

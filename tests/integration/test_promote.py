@@ -10,7 +10,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from orchestrator.export import load_promoted
-from tests.integration.conftest import PRUNETUNE, _config, _runs, _search
+from tests.integration.conftest import PRUNETUNE, _runs
 from trials.cost import count_cost
 from trials.data import DataConfig, load_test
 from trials.latency import ONNX_RTOL
@@ -29,11 +29,10 @@ def _cli(cluster, *args, check=True, **env):
 
 
 @pytest.fixture(scope="module")
-def searched(tmp_path_factory, mlflow_server, ray_cluster) -> str:
-    """One finished search that every promotion test here promotes from (its name)."""
-    tmp = tmp_path_factory.mktemp("promote-search")
-    _search(tmp, ray_cluster, _config(tmp, "it-promote", mlflow_server, ray_cluster["address"], {"num_trials": 3}))
-    return "it-promote"
+def searched(front_search) -> str:
+    """The finished search every promotion test here promotes from (its name): the
+    session's front search (tests/integration/conftest.py)."""
+    return front_search["name"]
 
 
 def test_promote_survives_a_lost_worker_and_registers_a_model_that_loads_and_reproduces_its_metrics(
@@ -47,7 +46,7 @@ def test_promote_survives_a_lost_worker_and_registers_a_model_that_loads_and_rep
     done = _cli(
         {"env": env},
         "promote",
-        "it-promote",
+        searched,
         "--max-macs-ratio",
         "0.7",
         "--epochs",

@@ -17,12 +17,11 @@ from tests.integration.conftest import PRUNETUNE, _config, _runs, _search
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("integration")]
 
 
-def test_front_search_records_one_child_per_trial_and_a_consistent_front(tmp_path, mlflow_server, ray_cluster):
-    """Also: with trials_per_run 3 the six trials run as two Tune runs over one searcher."""
-    data = _config(tmp_path, "it-front", mlflow_server, ray_cluster["address"], search={"trials_per_run": 3})
-    done = _search(tmp_path, ray_cluster, data)
-    assert "[6/6]" in done.stdout and "Pareto front of 'it-front'" in done.stdout
-    assert sorted(p.name for p in (tmp_path / "runs" / "it-front").glob("tune*")) == ["tune", "tune-1"]
+def test_front_search_records_one_child_per_trial_and_a_consistent_front(tmp_path, mlflow_server, front_search):
+    """Also: with trials_per_run 3 the six trials run as two Tune runs over one searcher.
+    (The session's front search: the promotion tests promote from it too.)"""
+    assert "[6/6]" in front_search["stdout"] and "Pareto front of 'it-front'" in front_search["stdout"]
+    assert sorted(p.name for p in (front_search["tmp"] / "runs" / "it-front").glob("tune*")) == ["tune", "tune-1"]
     client, parents, children = _runs(mlflow_server, "it-front")
     assert len(parents) == 1 and len(children) == 6
     parent = parents[0]
