@@ -24,7 +24,7 @@ import torch
 from bench.report import ROOT, machine, publish
 from trials.groups import build_graph
 from trials.latency import LatencySettings, measure_side_by_side
-from trials.latency_table import SOLVER, build_table, check_table
+from trials.latency_table import SOLVERS, build_table, check_table, fit_calibration, solver_for
 from trials.models import create_model
 from trials.prune import rebuild
 from trials.spec import ChannelSpec
@@ -49,12 +49,20 @@ def run_case(arch: str, side: int, batch: int, runtime: str) -> dict:
     table = build_table(graph, settings, count=LEVELS, build=build, calibrate=CALIBRATE)
     built = time.perf_counter() - t0
     check = check_table(table, graph, build, n=N)  # other draws than the calibration's
-    fit, table.fit = table.fit, None
-    whole_plain = table.predict(table.sizes)
-    plain = [
-        abs(table.predict(c) / whole_plain * w - m) / m
-        for c, w, (_, m) in zip(check["channels"], check["whole_ms"], check["pairs"])
-    ]
+    fit = table.fit
+
+    def ratio_errors(refit) -> list[float]:  # the check's networks, scored with another fit
+        table.fit = refit
+        whole = table.predict(table.sizes)
+        return [
+            abs(table.predict(c) / whole * w - m) / m
+            for c, w, (_, m) in zip(check["channels"], check["whole_ms"], check["pairs"])
+        ]
+
+    plain = ratio_errors(None)
+    # the same timings fitted by both solvers, so the two compare paired (one is the default's)
+    cal = table.calibration
+    refit = {solver: ratio_errors(fit_calibration(cal["rows"], cal["ms"], solver)) for solver in ("ols", "nonneg")}
     table.fit = fit
     measured = [m for _, m in check["pairs"]]
     # the floor any model meets: the same networks' ratios to the whole one measured again
@@ -73,6 +81,9 @@ def run_case(arch: str, side: int, batch: int, runtime: str) -> dict:
         "worst_rel_error": check["worst_rel_error"],
         "median_abs_rel_error": check["median_abs_rel_error"],
         "worst_abs_rel_error": check["worst_abs_rel_error"],
+        "solver": solver_for(runtime),
+        **{f"median_rel_error_{k}": statistics.median(v) for k, v in refit.items()},
+        **{f"worst_rel_error_{k}": max(v) for k, v in refit.items()},
         "median_rel_error_uncalibrated": statistics.median(plain),
         "worst_rel_error_uncalibrated": max(plain),
         "median_repeat_error": statistics.median(repeat),
@@ -120,21 +131,25 @@ def main() -> None:
         "**Ratio error** (what budget mode and the front use): the predicted latency ratio to the whole "
         "network against the ratio measured in those rounds. Calibrated (what a search uses): "
         f"`a * layers + b * activations + c` fitted on {CALIBRATE} other random pruned networks (each timed "
-        f"beside the whole one) and the whole one, every coefficient at least 0 (`{SOLVER}`, `build_table`'s "
-        "fit since 2026-12-07; least squares before); uncalibrated: the layers' sum plus the rest of the whole "
+        "beside the whole one) and the whole one, by the runtime's solver (`build_table`'s default: "
+        f"{', '.join(f'{k} `{v}`' for k, v in SOLVERS.items())}; `ols` is least squares, `nonneg` every "
+        "coefficient at least 0), and beside it each solver on the same timings; uncalibrated: the layers' sum plus the rest of the whole "
         "network scaled by the activations kept. Repeat: the same ratios measured a second time (the floor "
         "any model meets). Absolute: the table's milliseconds against the measured ones (moved also by the "
         "machine's drift since the table was built). Goal (#17): median error within 10%.",
         f"Machine: {machine()}.",
         "",
-        "| network | input, batch | runtime | ratio error, calibrated | worst | uncalibrated | worst "
+        "| network | input, batch | runtime | ratio error, calibrated (solver) | worst | `ols` | worst "
+        "| `nonneg` | worst | uncalibrated | worst "
         "| repeat | worst | absolute ms error | worst | measured span (ms) | layer shapes | built in |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['arch']} | {r['side']}x{r['side']}, {r['batch']} | {r['runtime']} | "
-            f"{100 * r['median_rel_error']:.1f}% | {100 * r['worst_rel_error']:.1f}% | "
+            f"{100 * r['median_rel_error']:.1f}% ({r.get('solver', '-')}) | {100 * r['worst_rel_error']:.1f}% | "
+            f"{_pct(r.get('median_rel_error_ols'))} | {_pct(r.get('worst_rel_error_ols'))} | "
+            f"{_pct(r.get('median_rel_error_nonneg'))} | {_pct(r.get('worst_rel_error_nonneg'))} | "
             f"{100 * r['median_rel_error_uncalibrated']:.1f}% | {100 * r['worst_rel_error_uncalibrated']:.1f}% | "
             f"{_pct(r.get('median_repeat_error'))} | {_pct(r.get('worst_repeat_error'))} | "
             f"{_pct(r.get('median_abs_rel_error'))} | {_pct(r.get('worst_abs_rel_error'))} | "

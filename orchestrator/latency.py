@@ -12,7 +12,7 @@ import sys
 from orchestrator.baseline import Baseline
 from orchestrator.config import SearchConfig
 from trials.latency import LatencySettings
-from trials.latency_table import SOLVER, LatencyTable, build_table, check_table
+from trials.latency_table import LatencyTable, build_table, check_table, solver_for
 
 CHECK_NETWORKS = 20  # random pruned networks the model is checked against
 CALIBRATION_NETWORKS = 8  # and others it is fitted to (trials/latency_table.py build_table)
@@ -26,7 +26,7 @@ def _key(cfg: SearchConfig, base: Baseline) -> str:
         "classes": info.num_classes,
         "latency": cfg.latency.model_dump(mode="json"),
         "keep_min": cfg.search.keep_min,
-        "fit": SOLVER,  # the calibration's solver (tables cached with another fit are rebuilt)
+        "fit": solver_for(cfg.latency.runtime),  # the calibration's solver (a table cached with another is rebuilt)
     }
     return hashlib.sha256(json.dumps(setting, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -224,7 +224,20 @@ def time_shape(shape: dict, settings: LatencySettings, count: int) -> dict:
     return {"cin": cins, "cout": couts, "ms": ms}
 
 
-SOLVER = "nonneg"  # build_table's calibration fit (see fit_calibration; part of a cached table's key)
+# build_table's calibration fit per runtime (see fit_calibration; part of a cached table's key).
+# torch: ``nonneg`` (2026-12-07: on ResNet-56 it cut the median error of the builds whose
+# least-squares fit went negative from 11.9-20.7% to 8.6-12.6%). onnxruntime: ``ols``. Its
+# least-squares fits carried a negative activation term in 5 of 6 networks (ONNX Runtime fuses
+# what the layers timed alone pay for), and ``nonneg``, which zeroes that term, was worse in
+# all 6 of bench.latency's onnxruntime rows (median 3.4-28.3% against 2.3-12.8%; on
+# MobileNetV2 it left a constant): docs/benchmarks.md
+SOLVERS = {"torch": "nonneg", "onnxruntime": "ols"}
+SOLVER = SOLVERS["torch"]
+
+
+def solver_for(runtime: str) -> str:
+    """The calibration fit ``build_table`` uses for tables of ``runtime``."""
+    return SOLVERS.get(runtime, SOLVER)
 
 
 def build_table(
@@ -236,15 +249,14 @@ def build_table(
     build: Callable[[ChannelSpec], nn.Module] | None = None,
     calibrate: int = 8,
     keep_min: float = 0.25,
-    solver: str = SOLVER,
+    solver: str | None = None,
 ) -> LatencyTable:
     """Time every layer shape of ``graph``'s network (``time_shapes`` may spread them over
     workers; by default they run here), then the whole network for the rest. With
     ``build`` (a spec -> its pruned network), ``calibrate`` random pruned networks and the
     whole one are timed too, and ``a * layers + b * activation share + c`` is fitted to
-    them (``solver``: see ``fit_calibration``; ``nonneg`` since 2026-12-07, where on
-    ResNet-56 it cut the median error of the builds whose least-squares fit went negative
-    from 11.9-20.7% to 8.6-12.6%, docs/benchmarks.md): what isolated layers miss (caches, the
+    them (``solver``: see ``fit_calibration``; by default the runtime's, ``SOLVERS``):
+    what isolated layers miss (caches, the
     framework's per-call time) is then learned, not assumed. The networks checked later
     are other draws."""
     check_runtime(settings)
@@ -269,7 +281,7 @@ def build_table(
             cut, whole = measure_side_by_side([build(spec), ref], shape, settings)
             ys.append(cut.median_ms / whole.median_ms * full)  # beside the whole network: drift cancels
         table.calibration = {"rows": rows, "ms": ys}
-        table.fit = fit_calibration(rows, ys, solver)
+        table.fit = fit_calibration(rows, ys, solver or solver_for(settings.runtime))
     return table
 
 

@@ -85,12 +85,12 @@ def macs_timer(monkeypatch):
     return slow
 
 
-def _resnet20_table(**kw):
+def _resnet20_table(settings=FAST, **kw):
     torch.manual_seed(0)
     model = create_model("resnet20", num_classes=10, in_channels=3).eval()
     graph = build_graph(model, SHAPE, "resnet20")
     build = lambda spec: rebuild("resnet20", spec, 10, 3, 32)  # noqa: E731
-    return graph, build, build_table(graph, FAST, count=4, build=build, calibrate=4, **kw)
+    return graph, build, build_table(graph, settings, count=4, build=build, calibrate=4, **kw)
 
 
 def test_the_table_predicts_an_additive_cost_closely(macs_timer):
@@ -154,3 +154,20 @@ def test_a_calibrated_table_keeps_the_points_it_was_fitted_to(macs_timer):
     assert len(cal["rows"]) == len(cal["ms"]) == 5  # the whole network and the 4 calibration networks
     assert table.fit == pytest.approx(fit_calibration(cal["rows"], cal["ms"], "nonneg"))  # the default solver
     assert min(table.fit) >= 0, table.fit
+
+
+def test_each_runtime_calibrates_with_its_own_solver(macs_timer, monkeypatch):
+    """build_table fits the solver ``SOLVERS`` names for its runtime: torch ``nonneg``,
+    onnxruntime least squares (its fits lean on a negative activation term that ONNX
+    Runtime's fusion makes real). The synthetic cost's exact fit has a negative constant,
+    so the two differ here; the table's runtime is torch, its solver switched to show
+    that the lookup, not a fixed solver, decides."""
+    assert latency_table.solver_for("onnxruntime") == "ols" and latency_table.solver_for("torch") == "nonneg"
+    fits = {}
+    for solver in ("nonneg", "ols"):
+        monkeypatch.setitem(latency_table.SOLVERS, "torch", solver)
+        _, _, table = _resnet20_table()
+        cal = table.calibration
+        assert table.fit == pytest.approx(fit_calibration(cal["rows"], cal["ms"], solver)), solver
+        fits[solver] = table.fit
+    assert min(fits["ols"]) < 0 <= min(fits["nonneg"]), fits
