@@ -232,12 +232,11 @@ def time_shape(shape: dict, settings: LatencySettings, count: int) -> dict:
 # all 6 of bench.latency's onnxruntime rows (median 3.4-28.3% against 2.3-12.8%; on
 # MobileNetV2 it left a constant): docs/benchmarks.md
 SOLVERS = {"torch": "nonneg", "onnxruntime": "ols"}
-SOLVER = SOLVERS["torch"]
 
 
 def solver_for(runtime: str) -> str:
-    """The calibration fit ``build_table`` uses for tables of ``runtime``."""
-    return SOLVERS.get(runtime, SOLVER)
+    """The calibration fit ``build_table`` uses for tables of ``runtime`` (torch's for any other)."""
+    return SOLVERS.get(runtime, SOLVERS["torch"])
 
 
 def build_table(
