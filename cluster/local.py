@@ -245,6 +245,16 @@ class LocalCluster:
                 pass
         return len(pids)
 
+    def restore_lost_workers(self) -> list[int]:
+        """Start again every worker node whose raylet is gone (killed, or lost as a machine
+        is), with its number and resource name, after removing what the lost node left
+        behind (its agents outlive a killed raylet). Returns the numbers restored."""
+        lost = [i for i, raylet in self.worker_raylets.items() if not _alive(raylet)]
+        for i in lost:
+            terminate(node_processes({self.worker_raylets[i]}))
+            self.add_worker(i)
+        return lost
+
     def stop(self) -> None:
         """Stop this cluster's processes only: `ray stop` would stop every Ray on the machine."""
         # and whatever a lost worker node left behind (its agents outlive a killed raylet)

@@ -23,8 +23,10 @@ SHARED: dict[str, str] = {}  # what the session's fixtures made for every test: 
 def _clusters():
     """The session's two Ray clusters, started in threads (mostly waiting on `ray start`)
     while the baseline trains, instead of one after the other when a test first asks: the
-    one-node cluster of ``ray_cluster`` and the three nodes of ``three_nodes``."""
-    one = LocalCluster(workers=0, head_cpus=2, head_resources={"latency_node": 1}, dashboard=True)
+    head-and-idle-worker cluster of ``ray_cluster`` and the three nodes of ``three_nodes``."""
+    # ray_cluster's worker has no CPUs (no trial is scheduled on it): it is there for
+    # the node-kill test, a worker named like the three-node cluster's worker 1
+    one = LocalCluster(workers=1, cpus_per_worker=0, head_cpus=2, head_resources={"latency_node": 1}, dashboard=True)
     three = LocalCluster(workers=2, cpus_per_worker=1, head_cpus=0)
     pool = ThreadPoolExecutor(2)
     started = {"one": pool.submit(one.start), "three": pool.submit(three.start)}
@@ -58,8 +60,8 @@ def shared_baseline(_clusters, tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def three_nodes(_clusters):
     """A head (no CPUs: it only schedules) and two 1-CPU worker nodes, token auth on: the
-    cluster the fault tests run on. Nothing here kills its nodes (the lost-node test starts
-    its own)."""
+    cluster the fault tests run on. The tests that lose or kill a node start it again
+    (``LocalCluster.restore_lost_workers``) before the next test."""
     cluster = _clusters["three"].result()
     return {"address": cluster.address, "env": cluster.env, "temp_dir": cluster.temp_dir, "cluster": cluster}
 
@@ -93,16 +95,18 @@ def wait_for_finished(uri: str, name: str, count: int, proc, timeout: float = 30
 
 @pytest.fixture(scope="session")
 def ray_cluster(_clusters):
-    """A one-node Ray cluster (2 CPUs, and the custom resource ``latency_node`` a latency
-    search pins its measurements to) started with `ray start`, token authentication on,
-    with the dashboard (its Jobs API takes `prunetune submit`). The tests that kill nodes
-    start their own clusters (tests/integration/test_cluster.py)."""
+    """A Ray cluster whose head does the work (2 CPUs, and the custom resource
+    ``latency_node`` a latency search pins its measurements to), started with `ray start`,
+    token authentication on, with the dashboard (its Jobs API takes `prunetune submit`),
+    plus one worker node with no CPUs for the node-kill test
+    (tests/integration/test_cluster.py)."""
     cluster = _clusters["one"].result()
     return {
         "address": cluster.address,
         "env": cluster.env,
         "temp_dir": cluster.temp_dir,
         "dashboard": cluster.dashboard_address,
+        "cluster": cluster,
     }
 
 

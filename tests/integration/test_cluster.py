@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cluster.local import LocalCluster, free_port
-from tests.conftest import start_mlflow, stop_mlflow
+from cluster.local import free_port
+from tests.conftest import Link
 from tests.integration.conftest import PRUNETUNE, _config, _runs, finished_children
 
 # one xdist group: with `make test` (-n 2 --dist loadgroup) every integration test runs in one worker
@@ -90,23 +90,26 @@ class Lines:
         return code, "".join(self.lines)
 
 
-def test_trials_spread_over_both_workers_and_a_lost_node_s_trial_is_retried(tmp_path, mlflow_server):
+def test_trials_spread_over_both_workers_and_a_lost_node_s_trial_is_retried(tmp_path, mlflow_server, three_nodes):
     """The node of the third trial to finish epoch 1 goes away (its raylet killed from inside
     the trial): the trial is retried on the other node and finishes; nothing is lost or
-    duplicated."""
-    with LocalCluster(workers=2, cpus_per_worker=1, head_cpus=0) as cluster:
-        env = {"address": cluster.address, "env": cluster.env}
-        data = _config(
-            tmp_path,
-            "it-nodes",
-            mlflow_server,
-            cluster.address,
-            search={"num_trials": 4, "max_concurrent": 2, "warm_start": [0.5, 0.7]},
-            trial={"steps": 12, "max_failures": 3},  # 10 steps an epoch: the fault at epoch 1 is mid-trial
-        )
-        code, out = Lines(_start(tmp_path, env, data, fault="node=3@1")).finish()
-        assert code == 0, out[-3000:]
-        assert "lost its worker: retry 1" in out
+    duplicated. The session's cluster then gets the lost node back (``restore_lost_workers``)."""
+    cluster = three_nodes["cluster"]
+    data = _config(
+        tmp_path,
+        "it-nodes",
+        mlflow_server,
+        cluster.address,
+        search={"num_trials": 4, "max_concurrent": 2, "warm_start": [0.5, 0.7]},
+        trial={"steps": 12, "max_failures": 3},  # 10 steps an epoch: the fault at epoch 1 is mid-trial
+    )
+    try:
+        code, out = Lines(_start(tmp_path, three_nodes, data, fault="node=3@1")).finish()
+    finally:
+        restored = cluster.restore_lost_workers()
+    assert code == 0, out[-3000:]
+    assert "lost its worker: retry 1" in out
+    assert len(restored) == 1  # the one node the fault took down, back for the tests after
 
     _, _, children = _runs(mlflow_server, "it-nodes")
     ids = [c.data.tags["prunetune.trial_id"] for c in children]
@@ -119,22 +122,23 @@ def test_trials_spread_over_both_workers_and_a_lost_node_s_trial_is_retried(tmp_
     assert len({c.data.tags["prunetune.node_id"] for c in children}) == 2  # both nodes ran trials
 
 
-def test_killing_a_worker_node_touches_no_other_node_or_cluster(three_nodes):
-    """Two local clusters at once (the session's three nodes beside a new one): worker 1 of
-    the new one is killed; the session cluster's worker 1 (same resource name) and the new
-    cluster's worker 2 live on."""
+def test_killing_a_worker_node_touches_no_other_node_or_cluster(three_nodes, ray_cluster):
+    """Two local clusters at once (the session's two): worker 1 of the three-node cluster is
+    killed; the one-node cluster's worker 1 (same resource name) and the three-node
+    cluster's worker 2 live on. Then the killed node is started again, and only it."""
     from cluster.local import _alive, node_processes
 
-    b = three_nodes["cluster"]
-    with LocalCluster(workers=2, cpus_per_worker=1) as a:
-        other = node_processes({b.worker_raylets[1]}) | node_processes({a.worker_raylets[2]})
-        assert a.kill_worker(1) > 0
-        time.sleep(1.0)
-        assert not _alive(a.worker_raylets[1])
-        assert all(_alive(p) for p in other)
-        a_raylet = a.worker_raylets[2]
-    assert not _alive(a_raylet)  # stopping a cluster stops its own nodes
-    assert all(_alive(p) for p in node_processes({b.worker_raylets[1]}))  # and no other cluster's
+    a, b = three_nodes["cluster"], ray_cluster["cluster"]
+    other = node_processes({b.worker_raylets[1]}) | node_processes({a.worker_raylets[2]})
+    killed = a.worker_raylets[1]
+    assert a.kill_worker(1) > 0
+    time.sleep(1.0)
+    assert not _alive(killed)
+    assert all(_alive(p) for p in other)
+    assert a.restore_lost_workers() == [1]
+    assert a.worker_raylets[1] != killed and _alive(a.worker_raylets[1])
+    assert a.restore_lost_workers() == []  # nothing else was lost
+    assert all(_alive(p) for p in other)
 
 
 # The outage tests turn the MLflow client's own retries off (the product asks for 2, each
@@ -143,18 +147,19 @@ def test_killing_a_worker_node_touches_no_other_node_or_cluster(three_nodes):
 NO_CLIENT_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
 
 
-def test_mlflow_outages_mid_search_and_through_the_end_lose_no_result(tmp_path, three_nodes):
-    """Two outages in one search (one search, not two, keeps the suite short):
+def test_mlflow_outages_mid_search_and_through_the_end_lose_no_result(tmp_path, mlflow_server, three_nodes):
+    """Two outages in one search (one search, not two, keeps the suite short), the search
+    reaching the session's MLflow server through a link the test cuts (``Link``: connection
+    refused, open connections reset; the server runs on):
 
-    1. The tracking server goes away after the first trial and comes back only once the
-       driver has noticed (no fixed sleep): the buffer is written mid-search.
-    2. The driver holds after its 2nd trial (a fault at a known point); the server goes
-       away again and stays away through the end: the search exits 3 (not 2: the input
-       was fine) saying where everything is. Once MLflow is back, `prunetune sync` writes
+    1. The link goes down after the first trial and comes back only once the driver has
+       noticed (no fixed sleep): the buffer is written mid-search.
+    2. The driver holds after its 2nd trial (a fault at a known point); the link goes down
+       again and stays down through the end: the search exits 3 (not 2: the input was
+       fine) saying where everything is. Once MLflow is reachable, `prunetune sync` writes
        every saved result, closes the search run and removes the spill file."""
-    root, port = tmp_path / "mlflow", free_port()
-    uri = f"http://127.0.0.1:{port}"
-    server = start_mlflow(root, port)
+    link = Link(int(mlflow_server.rsplit(":", 1)[1]))
+    uri = link.uri
     data = _config(
         tmp_path,
         "it-outage",
@@ -168,20 +173,20 @@ def test_mlflow_outages_mid_search_and_through_the_end_lose_no_result(tmp_path, 
     )
     try:
         assert run.wait_for("[1/3]"), "no trial finished before the outage"
-        stop_mlflow(server)
+        link.cut()
         assert run.wait_for("MLflow unreachable"), "the driver did not notice the outage"
-        server = start_mlflow(root, port)
+        link.restore()
         assert run.wait_for("buffer written"), "the buffer was not written once MLflow was back"
         assert run.wait_for("fault: driver held"), "the driver did not hold after its 2nd trial"
         written = {c.data.tags["prunetune.trial_id"] for c in finished_children(uri, "it-outage")}
         assert written, "nothing reached MLflow after the first outage"
-        stop_mlflow(server)
+        link.cut()
         (tmp_path / "release").touch()
         code, out = run.finish()
         assert code == 3, out[-3000:]
         spill = tmp_path / "runs" / "it-outage" / "mlflow-pending.json"
         assert spill.is_file() and "prunetune sync it-outage" in out and "Traceback" not in out
-        server = start_mlflow(root, port)
+        link.restore()
         sync = [PRUNETUNE, "sync", "it-outage", "--storage", str(tmp_path / "runs"), "--tracking-uri", uri]
         done = subprocess.run(sync, env=three_nodes["env"], capture_output=True, text=True, timeout=300)
         assert done.returncode == 0 and "replayed" in done.stdout, done.stdout + done.stderr
@@ -198,7 +203,9 @@ def test_mlflow_outages_mid_search_and_through_the_end_lose_no_result(tmp_path, 
         again = subprocess.run(sync, env=three_nodes["env"], capture_output=True, text=True, timeout=300)
         assert again.returncode == 0 and "nothing to sync" in again.stdout  # once
     finally:
-        stop_mlflow(server)
+        link.cut()
+        if run.proc.poll() is None:
+            run.proc.kill()
 
 
 def _counts(out: str) -> list[int]:
