@@ -377,7 +377,9 @@ def table(results: dict) -> str:
     n = len(seeds)
     ms = sf._ms
     lines = [
-        f"## Front mode on Fashion-MNIST, at equal compute ({ARCH})",
+        f"## Front mode on Fashion-MNIST, at equal compute ({ARCH}"
+        + ("" if NAME in ("front_fmnist", f"front_fmnist_{ARCH}") else f", run {NAME}")
+        + ")",
         "",
         f"`python -m bench.front_fmnist --seeds {n}{'' if ARCH == 'resnet20' else ' --arch ' + ARCH}` (after "
         f"`make fashion-mnist`). {ARCH} on Fashion-MNIST at 16x16, bench.search_fmnist's baseline (val {100 * results['baseline_val']:.2f}%, test "
@@ -421,11 +423,13 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", choices=METHODS, help="run only these (and the uniform sweep)")
     parser.add_argument("--costs-from", help="a seed file whose unit costs and map time to charge (paired runs)")
     parser.add_argument("--tag", default="", help="the seed files' suffix (a run of other methods on the same seeds)")
+    parser.add_argument("--name", help="the seed files' and the docs section's name (a run on a baseline of its own)")
     args = parser.parse_args()
     ONLY.update(args.methods or ())
     COSTS_FROM = args.costs_from or ""
     TAG = f".{args.tag}" if args.tag else ""
     ARCH, NAME = args.arch, "front_fmnist" if args.arch == "resnet20" else f"front_fmnist_{args.arch}"
+    NAME = args.name or NAME
     seeds_or_report(args, NAME, run, _save, merge, table)
 
 

@@ -26,7 +26,7 @@ from orchestrator.reevaluate import reevaluate
 from orchestrator.resume import check_new, resume_config
 from orchestrator.screen import ScreenScheduler
 from orchestrator.searcher import PrunetuneOptunaSearch, new_searcher, starting_points
-from orchestrator.sensitivity import log_sensitivity, sensitivity_map
+from orchestrator.sensitivity import log_sensitivity, search_map
 from orchestrator.settings import trial_settings
 from orchestrator.space import (
     variables,
@@ -244,9 +244,8 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
     if table is not None:
         log_latency_model(record.client, record.parent_run_id, table, check)
     cfg = resolve_round_to(cfg, base, say, record.client, record.parent_run_id)  # round_to: auto, measured
-    smap = None
-    if "sensitivity" in cfg.search.warm_start_methods:  # Ray tasks over the cluster, cached
-        smap = sensitivity_map(cfg, base, graph, say)
+    cfg, smap = search_map(cfg, base, graph, say)  # Ray tasks over the cluster, cached
+    if smap is not None:
         log_sensitivity(record.client, record.parent_run_id, smap)
     trainable = _trainable(cfg, base, var_map, record, resume, table)
     settings = trial_settings(cfg, var_map, table)

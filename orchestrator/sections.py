@@ -119,6 +119,13 @@ class SearchSection(_Strict):
     # on val kept, was +4.3 points of test accuracy over uniform on ResNet-56 at a 90% cut
     # and never below uniform on ResNet-20, where uniform is near-optimal.
     warm_start_methods: list[Literal["adapruner", "paam", "sensitivity"]] | None = None
+    # front mode on MACs: where this baseline's sensitivity map is cached (an earlier search
+    # of the same weights and setting computed it, under any name: storage/sensitivity/), the
+    # sweep starts from its allocation instead of the uniform cut, at no cost; where none is
+    # cached the sweep is uniform and no map is computed (on a tight budget the map costs
+    # more trials than it wins back). Default (unset): on in front mode on MACs where
+    # warm_start_methods is unset. Measured: docs/benchmarks.md, front mode
+    cached_sensitivity: bool | None = None
     # front mode: sample each trial's MACs target as a variable of its own and scale its
     # per-layer ratios onto it, so that the trials spread over the whole MACs range (per-layer
     # ratios drawn independently average out to middling MACs: bench/search_quality.py).
@@ -146,6 +153,7 @@ class SearchSection(_Strict):
         if not isinstance(data, dict):
             return data
         mode, objective = (data.get(name, cls.model_fields[name].default) for name in ("mode", "objective"))
+        methods_unset = data.get("warm_start_methods") is None
         if data.get("warm_start_methods") is None:
             data = {**data, "warm_start_methods": ["sensitivity"] if (mode, objective) == ("budget", "macs") else []}
         if data.get("front_targets") is None:
@@ -158,6 +166,8 @@ class SearchSection(_Strict):
             data = {**data, "sweep": SWEEP_DEFAULT if data["front_targets"] and data.get("warm_start") is None else 0}
         if data.get("fill") is None:
             data = {**data, "fill": 1.0 if data["front_targets"] else 0.0}
+        if data.get("cached_sensitivity") is None:  # a sweep of the defaults' own, no method named
+            data = {**data, "cached_sensitivity": bool(data["sweep"] and data["front_targets"] and methods_unset)}
         if data.get("warm_start") is None:
             data = {**data, "warm_start": [] if data["sweep"] else [0.5, 0.75, 1.0]}
         return data
@@ -178,6 +188,10 @@ class SearchSection(_Strict):
             raise ValueError("front_targets: samples a MACs target per trial, so it belongs to front mode")
         if self.sweep and not (self.mode == "front" and self.front_targets):
             raise ValueError("sweep: spreads the first trials over the MACs range, so it needs front mode on MACs")
+        if self.cached_sensitivity and not (self.mode == "front" and self.sweep):
+            raise ValueError(
+                "cached_sensitivity: starts the sweep from a cached map, so it needs front mode with a sweep"
+            )
         if self.fill and not (self.mode == "front" and self.front_targets):
             raise ValueError("fill: places trials between front points by MACs, so it needs front mode on MACs")
         for r in self.warm_start:

@@ -38,15 +38,36 @@ def _key(cfg: SearchConfig, base: Baseline, levels: tuple[float, ...], criterion
     return h.hexdigest()[:16]
 
 
-def sensitivity_map(cfg: SearchConfig, base: Baseline, graph, say=print) -> SensitivityMap:
-    """The baseline's map, from the cache under the storage directory or computed."""
+def _setting(cfg: SearchConfig) -> tuple[tuple[float, ...], str, int]:
     levels = keep_levels(cfg.search.keep_min, cfg.sensitivity.levels)
     criterion = cfg.trial.criterion if cfg.trial.criterion in ("l1", "l2", "bn", "random") else "l1"
-    calib = max(1, cfg.trial.adaptive_bn_batches)
-    path = cfg.storage_dir() / f"sensitivity-{_key(cfg, base, levels, criterion, calib)}.json"
+    return levels, criterion, max(1, cfg.trial.adaptive_bn_batches)
+
+
+def cache_path(cfg: SearchConfig, base: Baseline) -> Path:
+    """Where the map of this baseline and setting is cached: under the storage root, shared
+    by every search of the storage (the key hashes the baseline's weights and the setting),
+    so a second search of a baseline, under any name, reads the first one's map."""
+    key = _key(cfg, base, *_setting(cfg))
+    return cfg.storage_dir().parent / "sensitivity" / f"{key}.json"
+
+
+def cached_sensitivity_map(cfg: SearchConfig, base: Baseline) -> tuple[SensitivityMap, Path] | None:
+    """The baseline's map and its file when a search computed it before, else None (nothing
+    is computed)."""
+    path = cache_path(cfg, base)
+    if not path.is_file():
+        return None
+    return SensitivityMap.from_dict(json.loads(path.read_text())), path
+
+
+def sensitivity_map(cfg: SearchConfig, base: Baseline, graph, say=print) -> SensitivityMap:
+    """The baseline's map, from the cache under the storage root or computed."""
+    path = cache_path(cfg, base)
     if path.is_file():
         say(f"sensitivity: loaded {path}")
         return SensitivityMap.from_dict(json.loads(path.read_text()))
+    levels, criterion, calib = _setting(cfg)
     info, data = base.info, cfg.data_config()
     state = {k: v.detach().cpu().clone() for k, v in base.model.state_dict().items()}
     kw = {
@@ -69,6 +90,21 @@ def sensitivity_map(cfg: SearchConfig, base: Baseline, graph, say=print) -> Sens
     path.write_text(json.dumps(smap.to_dict()))
     say(f"sensitivity: saved to {path}")
     return smap
+
+
+def search_map(cfg: SearchConfig, base: Baseline, graph, say=print) -> tuple[SearchConfig, SensitivityMap | None]:
+    """The map a search starts from, and the config it runs with: computed (or read from
+    the cache) where ``search.warm_start_methods`` names sensitivity; with
+    ``search.cached_sensitivity``, read where cached, the search then starting from it as
+    if it were named; else none (nothing is computed)."""
+    if "sensitivity" in cfg.search.warm_start_methods:
+        return cfg, sensitivity_map(cfg, base, graph, say)
+    cached = cached_sensitivity_map(cfg, base) if cfg.search.cached_sensitivity else None
+    if cached is None:
+        return cfg, None
+    say(f"sensitivity: the map cached at {cached[1]} starts the sweep (search.cached_sensitivity)")
+    search = cfg.search.model_copy(update={"warm_start_methods": ["sensitivity"]})
+    return cfg.model_copy(update={"search": search}), cached[0]
 
 
 def _run(cfg: SearchConfig, info, state, jobs, levels, data, kw) -> list[list[float]]:

@@ -82,3 +82,22 @@ def test_front_mode_on_macs_starts_with_a_sweep_and_fills_unless_warm_starts_are
     assert search(sweep=5, fill=0.5) == (5, 0.5, [])
     assert search(mode="budget", macs_target=0.5) == (0, 0.0, [0.5, 0.75, 1.0])
     assert search(objective="params") == (0, 0.0, [0.5, 0.75, 1.0])  # not on MACs: no sweep, no fill
+
+
+def test_front_mode_starts_from_a_cached_sensitivity_map_unless_a_method_or_warm_start_is_named():
+    """On by default exactly where the default sweep runs with no warm-start method named;
+    asked for where no sweep runs, it is one clear error."""
+
+    def cached(**fields):
+        return validate_config({"name": "x", "model": {"arch": "resnet20"}, "search": fields}).search
+
+    assert cached().cached_sensitivity is True
+    assert cached(warm_start=[0.5]).cached_sensitivity is False  # the user's warm starts: no sweep
+    assert cached(warm_start_methods=[]).cached_sensitivity is False  # uniform, as asked
+    assert cached(warm_start_methods=["adapruner"]).cached_sensitivity is False
+    assert cached(sweep=0).cached_sensitivity is False
+    assert cached(objective="params").cached_sensitivity is False
+    assert cached(mode="budget", macs_target=0.5).cached_sensitivity is False
+    assert cached(cached_sensitivity=False).cached_sensitivity is False
+    with pytest.raises(UserError, match="cached_sensitivity"):
+        cached(mode="budget", macs_target=0.5, cached_sensitivity=True)

@@ -37,11 +37,39 @@ def test_the_map_is_computed_once_then_read_from_the_cache(tmp_path):
     assert first.levels == (0.25, 0.625, 1.0)
     assert set(first.scores) == {g.name for g in graph.groups}
     assert all(all(a <= b for a, b in zip(v, v[1:])) for v in first.scores.values())
-    cached = list(tmp_path.glob("sens/sensitivity-*.json"))
+    cached = list(tmp_path.glob("sensitivity/*.json"))  # under the storage root, for any search of it
     assert len(cached) == 1 and not any("loaded" in s for s in said)
     said.clear()
     again = sensitivity_map(cfg, base, graph, said.append)
     assert again.raw == first.raw and any("loaded" in s for s in said)
     _, other, graph2 = _setup(tmp_path, seed=1)  # other weights: another map
     sensitivity_map(cfg, other, graph2, said.append)
-    assert len(list(tmp_path.glob("sens/sensitivity-*.json"))) == 2
+    assert len(list(tmp_path.glob("sensitivity/*.json"))) == 2
+
+
+def test_a_front_search_starts_from_the_map_only_where_it_is_cached(tmp_path):
+    """``search_map``: no map is computed for the default front search; once a map of the
+    same weights and setting is cached (an earlier search or `prunetune prune`, under any
+    name), the search starts its sweep from its allocation."""
+    from orchestrator.searcher import starting_points
+    from orchestrator.sensitivity import search_map
+    from orchestrator.space import variables
+
+    cfg, base, graph = _setup(tmp_path)
+    assert cfg.search.cached_sensitivity and cfg.search.warm_start_methods == []
+    said: list[str] = []
+    same, smap = search_map(cfg, base, graph, said.append)
+    assert smap is None and same is cfg and not list(tmp_path.glob("sensitivity/*.json")) and not said
+
+    sensitivity_map(cfg.model_copy(update={"name": "another"}), base, graph, said.append)  # another search's map
+    run, smap = search_map(cfg, base, graph, said.append)
+    assert smap is not None and run.search.warm_start_methods == ["sensitivity"]
+    assert any("cached" in s for s in said)
+    var_map = variables(graph.groups, "layer")
+    origins = [o for o, _ in starting_points(run, base, graph, var_map, smap)]
+    assert origins and all(o.startswith("sensitivity@") for o in origins), origins
+    uniform = [o for o, _ in starting_points(cfg, base, graph, var_map, None)]
+    assert all(o.startswith("uniform") for o in uniform), uniform
+
+    off = cfg.model_copy(update={"search": cfg.search.model_copy(update={"cached_sensitivity": False})})
+    assert search_map(off, base, graph, said.append) == (off, None)
