@@ -89,10 +89,10 @@ LABELS = {
     "uniform-full": "uniform, spread like search.sweep",
     "sweep": "sweep 6 + tpe",
     "sweep+sens": "sweep 6 of the sensitivity allocation + tpe",
-    "fill": "**sweep 3 + fill (the default now)**",
+    "fill": "**sweep 3 + fill (the default where no sensitivity map is cached)**",
     "fill-half": "sweep 3 + fill 0.5 (tpe the rest)",
     "fill+sens": "sweep 3 of the sensitivity allocation + fill",
-    "fill+sens-cached": "the same, its map cached (a later search of the baseline)",
+    "fill+sens-cached": "**the same from the sensitivity map, cached (the default where it is)**",
     "eagleeye": "eagleeye (random draws screened by adaptive BN, the best per MACs bin fine-tuned)",
 }
 
@@ -372,6 +372,13 @@ def merge() -> dict:
     return merged
 
 
+def _own(seeds: list[dict]) -> str:
+    """A run under a name of its own: its name and methods, as the command line gave them."""
+    if NAME in ("front_fmnist", f"front_fmnist_{ARCH}"):
+        return ""
+    return f" --name {NAME} --methods " + " ".join(m for m in METHODS if m != "uniform" and m in seeds[0])
+
+
 def table(results: dict) -> str:
     seeds = list(results["seeds"].values())
     n = len(seeds)
@@ -381,7 +388,7 @@ def table(results: dict) -> str:
         + ("" if NAME in ("front_fmnist", f"front_fmnist_{ARCH}") else f", run {NAME}")
         + ")",
         "",
-        f"`python -m bench.front_fmnist --seeds {n}{'' if ARCH == 'resnet20' else ' --arch ' + ARCH}` (after "
+        f"`python -m bench.front_fmnist --seeds {n}{'' if ARCH == 'resnet20' else ' --arch ' + ARCH}{_own(seeds)}` (after "
         f"`make fashion-mnist`). {ARCH} on Fashion-MNIST at 16x16, bench.search_fmnist's baseline (val {100 * results['baseline_val']:.2f}%, test "
         f"{100 * results['baseline_test']:.2f}%). Every method spends the same trial-seconds: {BUDGET} brief "
         f"fine-tunes at half the MACs ({results['budget']:.0f} s); each fine-tune is charged the unit cost at its "
