@@ -123,8 +123,8 @@ class SearchSection(_Strict):
     # of the same weights and setting computed it, under any name: storage/sensitivity/), the
     # sweep starts from its allocation instead of the uniform cut, at no cost; where none is
     # cached the sweep is uniform and no map is computed (on a tight budget the map costs
-    # more trials than it wins back). Default (unset): on in front mode on MACs where
-    # warm_start_methods is unset. Measured: docs/benchmarks.md, front mode
+    # more trials than it wins back). Default (unset): on in front mode on MACs wherever a
+    # sweep runs and warm_start_methods is unset. Measured: docs/benchmarks.md, front mode
     cached_sensitivity: bool | None = None
     # front mode: sample each trial's MACs target as a variable of its own and scale its
     # per-layer ratios onto it, so that the trials spread over the whole MACs range (per-layer
