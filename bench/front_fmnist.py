@@ -372,9 +372,14 @@ def merge() -> dict:
     return merged
 
 
+def _own_name() -> bool:
+    """A run under a name of its own (``--name``), not its network's default."""
+    return NAME not in ("front_fmnist", f"front_fmnist_{ARCH}")
+
+
 def _own(seeds: list[dict]) -> str:
     """A run under a name of its own: its name and methods, as the command line gave them."""
-    if NAME in ("front_fmnist", f"front_fmnist_{ARCH}"):
+    if not _own_name():
         return ""
     return f" --name {NAME} --methods " + " ".join(m for m in METHODS if m != "uniform" and m in seeds[0])
 
@@ -384,9 +389,7 @@ def table(results: dict) -> str:
     n = len(seeds)
     ms = sf._ms
     lines = [
-        f"## Front mode on Fashion-MNIST, at equal compute ({ARCH}"
-        + ("" if NAME in ("front_fmnist", f"front_fmnist_{ARCH}") else f", run {NAME}")
-        + ")",
+        f"## Front mode on Fashion-MNIST, at equal compute ({ARCH}" + (f", run {NAME}" if _own_name() else "") + ")",
         "",
         f"`python -m bench.front_fmnist --seeds {n}{'' if ARCH == 'resnet20' else ' --arch ' + ARCH}{_own(seeds)}` (after "
         f"`make fashion-mnist`). {ARCH} on Fashion-MNIST at 16x16, bench.search_fmnist's baseline (val {100 * results['baseline_val']:.2f}%, test "

@@ -154,7 +154,7 @@ class SearchSection(_Strict):
             return data
         mode, objective = (data.get(name, cls.model_fields[name].default) for name in ("mode", "objective"))
         methods_unset = data.get("warm_start_methods") is None
-        if data.get("warm_start_methods") is None:
+        if methods_unset:
             data = {**data, "warm_start_methods": ["sensitivity"] if (mode, objective) == ("budget", "macs") else []}
         if data.get("front_targets") is None:
             data = {**data, "front_targets": (mode, objective) == ("front", "macs")}

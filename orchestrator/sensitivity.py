@@ -52,21 +52,18 @@ def cache_path(cfg: SearchConfig, base: Baseline) -> Path:
     return cfg.storage_dir().parent / "sensitivity" / f"{key}.json"
 
 
-def cached_sensitivity_map(cfg: SearchConfig, base: Baseline) -> tuple[SensitivityMap, Path] | None:
-    """The baseline's map and its file when a search computed it before, else None (nothing
-    is computed)."""
-    path = cache_path(cfg, base)
-    if not path.is_file():
-        return None
-    return SensitivityMap.from_dict(json.loads(path.read_text())), path
+def _read(path: Path) -> SensitivityMap | None:
+    """The map cached at ``path``, or None where none is."""
+    return SensitivityMap.from_dict(json.loads(path.read_text())) if path.is_file() else None
 
 
 def sensitivity_map(cfg: SearchConfig, base: Baseline, graph, say=print) -> SensitivityMap:
     """The baseline's map, from the cache under the storage root or computed."""
     path = cache_path(cfg, base)
-    if path.is_file():
+    cached = _read(path)
+    if cached is not None:
         say(f"sensitivity: loaded {path}")
-        return SensitivityMap.from_dict(json.loads(path.read_text()))
+        return cached
     levels, criterion, calib = _setting(cfg)
     info, data = base.info, cfg.data_config()
     state = {k: v.detach().cpu().clone() for k, v in base.model.state_dict().items()}
@@ -99,12 +96,13 @@ def search_map(cfg: SearchConfig, base: Baseline, graph, say=print) -> tuple[Sea
     if it were named; else none (nothing is computed)."""
     if "sensitivity" in cfg.search.warm_start_methods:
         return cfg, sensitivity_map(cfg, base, graph, say)
-    cached = cached_sensitivity_map(cfg, base) if cfg.search.cached_sensitivity else None
+    path = cache_path(cfg, base) if cfg.search.cached_sensitivity else None
+    cached = _read(path) if path is not None else None
     if cached is None:
         return cfg, None
-    say(f"sensitivity: the map cached at {cached[1]} starts the sweep (search.cached_sensitivity)")
+    say(f"sensitivity: the map cached at {path} starts the sweep (search.cached_sensitivity)")
     search = cfg.search.model_copy(update={"warm_start_methods": ["sensitivity"]})
-    return cfg.model_copy(update={"search": search}), cached[0]
+    return cfg.model_copy(update={"search": search}), cached
 
 
 def _run(cfg: SearchConfig, info, state, jobs, levels, data, kw) -> list[list[float]]:

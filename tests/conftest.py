@@ -127,15 +127,10 @@ class Link:
     def cut(self) -> None:
         listener, self._listener = self._listener, None
         if listener is not None:
-            listener.shutdown(socket.SHUT_RDWR)  # wakes its accept()
-            listener.close()
+            _close(listener)  # wakes its accept()
         with self._lock:
             for s in self._open:
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                s.close()
+                _close(s)
             self._open.clear()
 
     def _accept(self, listener: socket.socket) -> None:
@@ -166,14 +161,19 @@ class Link:
             pass
         finally:
             with self._lock:
-                for s in (a, b):
-                    if s in self._open:
-                        self._open.discard(s)
-                        try:
-                            s.shutdown(socket.SHUT_RDWR)
-                        except OSError:
-                            pass
-                        s.close()
+                if a in self._open:  # not cut meanwhile: both ends are still open
+                    self._open -= {a, b}
+                    _close(a)
+                    _close(b)
+
+
+def _close(s: socket.socket) -> None:
+    """Shut a socket down (which wakes a thread blocked reading it) and close it."""
+    try:
+        s.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    s.close()
 
 
 @pytest.fixture(scope="session")
