@@ -10,6 +10,7 @@ was joined is named.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -32,6 +33,18 @@ def _probe(address: str, timeout: float = 5.0) -> None:
         raise UserError(f"--address {address}: no Ray cluster answers there ({exc.strerror or exc})") from None
 
 
+def _fault_env() -> dict[str, str]:
+    """The fault variables set here, to forward to Ray's workers, less those a submitted
+    job's runtime env carries already (`prunetune submit` forwards them too, and Ray
+    refuses a variable set by both the job and the driver's ``ray.init``)."""
+    env = {k: os.environ[k] for k in FAULT_VARS if k in os.environ}
+    job = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")  # set by Ray for a job's driver
+    if job:
+        carried = (json.loads(job).get("runtime_env") or {}).get("env_vars") or {}
+        env = {k: v for k, v in env.items() if k not in carried}
+    return env
+
+
 def connect(address: str | None, say=print) -> None:
     """Start or join Ray once per process."""
     import ray
@@ -39,7 +52,7 @@ def connect(address: str | None, say=print) -> None:
     if ray.is_initialized():
         return
     kwargs: dict = {"log_to_driver": False, "logging_level": logging.WARNING}
-    env = {k: os.environ[k] for k in FAULT_VARS if k in os.environ}
+    env = _fault_env()
     if env:
         kwargs["runtime_env"] = {"env_vars": env}
     named = address or os.environ.get("RAY_ADDRESS")  # a Ray job's driver gets its cluster this way

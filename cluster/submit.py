@@ -8,12 +8,14 @@ dependencies installed, not this checkout. Token authentication: the Jobs client
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
+from cluster.connect import FAULT_VARS
 from trials.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +54,11 @@ def submit(
     staged = stage(config_text)
     try:
         entrypoint = " ".join(["python", "-m", "orchestrator.job_entry", *map(shlex.quote, entrypoint_args)])
-        job_id = client.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": str(staged)})
+        runtime_env: dict = {"working_dir": str(staged)}
+        faults = {k: os.environ[k] for k in FAULT_VARS if k in os.environ}  # fault tests only, as connect's
+        if faults:
+            runtime_env["env_vars"] = faults
+        job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env)
     except RuntimeError as exc:  # the Jobs API refused it (no agent, runtime env upload, auth)
         raise UserError(f"the Ray cluster at {address} refused the job: {str(exc).splitlines()[0][:500]}") from None
     finally:

@@ -17,7 +17,7 @@
 
 "First time only" is kept by a marker file under ``PRUNETUNE_FAULT_DIR`` (required for
 worker faults), so the retry that follows runs through. The driver forwards both
-variables to Ray's workers (``cluster.connect``).
+variables to Ray's workers (``cluster.connect``), and `prunetune submit` to its job.
 """
 
 from __future__ import annotations

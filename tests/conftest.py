@@ -55,7 +55,8 @@ def _wait(check, timeout: float, what: str) -> None:
 
 
 def start_mlflow(root: Path, port: int) -> subprocess.Popen:
-    """An MLflow server on 127.0.0.1:port over a sqlite store in ``root``; returns when healthy."""
+    """An MLflow server on 127.0.0.1:port over a sqlite store in ``root``, started; it is
+    up once ``wait_healthy`` returns (about 12 s on 2 cores: the caller may work meanwhile)."""
     root.mkdir(parents=True, exist_ok=True)
     log = open(root / "server.log", "a")
     proc = subprocess.Popen(
@@ -78,9 +79,12 @@ def start_mlflow(root: Path, port: int) -> subprocess.Popen:
         cwd=root,
         start_new_session=True,  # its own process group: the server and its uvicorn worker stop together
     )
-    uri = f"http://127.0.0.1:{port}"
-    _wait(lambda: urllib.request.urlopen(f"{uri}/health", timeout=2).status == 200, 120, "the MLflow server")
     return proc
+
+
+def wait_healthy(uri: str) -> str:
+    _wait(lambda: urllib.request.urlopen(f"{uri}/health", timeout=2).status == 200, 120, "the MLflow server")
+    return uri
 
 
 def stop_mlflow(proc: subprocess.Popen, grace: float = 3.0) -> None:
@@ -177,10 +181,18 @@ def _close(s: socket.socket) -> None:
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
+def mlflow_started(tmp_path_factory):
+    """The session's MLflow server, started but perhaps not up yet (its URI): the
+    integration tests start it with their clusters and baseline, so the three overlap."""
     port = free_port()
     proc = start_mlflow(tmp_path_factory.mktemp("mlflow"), port)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         stop_mlflow(proc)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(mlflow_started):
+    """The session's MLflow server (its URI), up."""
+    return wait_healthy(mlflow_started)

@@ -4,11 +4,15 @@ server is the session's (tests/conftest.py)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import yaml
@@ -20,10 +24,11 @@ SHARED: dict[str, str] = {}  # what the session's fixtures made for every test: 
 
 
 @pytest.fixture(scope="session")
-def _clusters():
+def _clusters(mlflow_started):
     """The session's two Ray clusters, started in threads (mostly waiting on `ray start`)
-    while the baseline trains, instead of one after the other when a test first asks: the
-    head-and-idle-worker cluster of ``ray_cluster`` and the three nodes of ``three_nodes``."""
+    while the session's MLflow server comes up and the baseline trains, instead of one
+    after the other when a test first asks: the head-and-idle-worker cluster of
+    ``ray_cluster`` and the three nodes of ``three_nodes``."""
     # ray_cluster's worker has no CPUs (no trial is scheduled on it): it is there for
     # the node-kill test, a worker named like the three-node cluster's worker 1
     one = LocalCluster(workers=1, cpus_per_worker=0, head_cpus=2, head_resources={"latency_node": 1}, dashboard=True)
@@ -52,6 +57,8 @@ def shared_baseline(_clusters, tmp_path_factory) -> str:
     data = DataConfig(name="digits")
     splits = load_train_val(data)
     info = ModelInfo("resnet20", splits.num_classes, splits.in_channels, splits.image_size)
+    # on the worker's one torch thread (tests/conftest.py): a run that trained it on two
+    # took 100 s of set-up beside the unit tests, against 42 s (idle: 18 s against 32)
     model, _ = train_baseline(info, data, FinetuneConfig(epochs=6, lr=0.1), "cpu")
     SHARED["baseline"] = str(save_checkpoint(tmp_path_factory.mktemp("baseline") / "resnet20-digits.pt", model, info))
     return SHARED["baseline"]
@@ -150,6 +157,19 @@ def _search(tmp_path, cluster, data: dict, *extra: str) -> subprocess.CompletedP
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done
+
+
+def prunetune_here(*args: str) -> tuple[int, str]:
+    """`prunetune ARGS` run in this process, as the console script runs it (``cli.main``):
+    its exit code and stdout. For the commands that start no Ray and are not under test as
+    processes (pareto, export): a CLI process's imports cost 3-8 s each on 2 cores, paid
+    here once per session. The environment is left as it was."""
+    from orchestrator.cli import main
+
+    out = io.StringIO()
+    with mock.patch.dict(os.environ), contextlib.redirect_stdout(out):
+        code = main(list(args))
+    return code, out.getvalue()
 
 
 def _runs(uri, name):

@@ -288,7 +288,8 @@ def test_trials_that_turn_nan_fail_with_their_reason_and_the_search_goes_on(tmp_
 
 
 def test_submit_runs_a_search_as_a_ray_job(tmp_path, mlflow_server, ray_cluster):
-    """On the session's one-node cluster, through its dashboard's Jobs API."""
+    """On the session's one-node cluster, through its dashboard's Jobs API. (A promotion
+    submitted as a job: test_promote.py.)"""
     dashboard = ray_cluster["dashboard"]
     data = _config(tmp_path, "it-submit", mlflow_server, None, search={"num_trials": 2, "warm_start": [0.5, 1.0]})
     data.pop("cluster")
@@ -308,18 +309,6 @@ def test_submit_runs_a_search_as_a_ray_job(tmp_path, mlflow_server, ray_cluster)
     assert f"job {job_id}: SUCCEEDED" in done.stdout
     _, parents, children = _runs(mlflow_server, "it-submit")
     assert len(parents) == 1 and len(children) == 2
-
-    # ... and a promotion of its best point, as a second job (Ray Train on the cluster)
-    promote = [PRUNETUNE, "submit", "--promote", "it-submit", "--max-macs-ratio", "1.0", "--epochs", "1"]
-    promote += ["--workers", "1", "--register-as", "it-submitted", "--address", dashboard]  # DDP: test_promote.py
-    promote += ["--tracking-uri", mlflow_server]
-    done = subprocess.run(promote, env=ray_cluster["env"], capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "SUCCEEDED" in done.stdout and "orchestrator.job_entry promote it-submit" in done.stdout
-    client, _, _ = _runs(mlflow_server, "it-submit")
-    version = client.get_model_version_by_alias("it-submitted", "candidate")
-    promoted = client.get_run(version.run_id)
-    assert promoted.data.tags["prunetune.role"] == "promote" and "test_accuracy" in promoted.data.metrics
 
     # a job the cluster cannot take is one clear line, exit 2 (here: nothing listens there)
     refused = subprocess.run(

@@ -10,7 +10,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from orchestrator.export import load_promoted
-from tests.integration.conftest import PRUNETUNE, _runs
+from tests.integration.conftest import PRUNETUNE, _runs, prunetune_here
 from trials.cost import count_cost
 from trials.data import DataConfig, load_test
 from trials.latency import ONNX_RTOL
@@ -35,17 +35,22 @@ def searched(front_search) -> str:
     return front_search["name"]
 
 
-def test_promote_survives_a_lost_worker_and_registers_a_model_that_loads_and_reproduces_its_metrics(
+def test_a_submitted_promotion_survives_a_lost_worker_and_registers_a_model_that_loads_and_reproduces_its_metrics(
     tmp_path, mlflow_server, ray_cluster, searched
 ):
-    """Rank 0 exits right after the checkpoint of epoch 2 (an injected fault, first time
-    only): Ray Train restarts the group from that checkpoint, and the promotion goes on to
-    register a model whose metrics, exports and latency are then checked."""
-    uri, address = mlflow_server, ray_cluster["address"]
-    env = {**ray_cluster["env"], "PRUNETUNE_FAULT": "promote=2", "PRUNETUNE_FAULT_DIR": str(tmp_path)}
+    """`prunetune submit --promote`: the promotion runs as a Ray job on the session's
+    one-node cluster (through its dashboard's Jobs API; the job's logs are followed).
+    Rank 0 exits right after the checkpoint of epoch 2 (an injected fault, first time
+    only, which submit forwards to the job): Ray Train restarts the group from that
+    checkpoint, and the promotion goes on to register a model whose metrics, exports and
+    latency are then checked. (One job, not a job beside a direct `prunetune promote`:
+    each promotion cost 40-55 s of the suite; the job's driver runs the same command.)"""
+    uri = mlflow_server
+    env = {"PRUNETUNE_FAULT": "promote=2", "PRUNETUNE_FAULT_DIR": str(tmp_path)}
     done = _cli(
-        {"env": env},
-        "promote",
+        ray_cluster,
+        "submit",
+        "--promote",
         searched,
         "--max-macs-ratio",
         "0.7",
@@ -56,12 +61,19 @@ def test_promote_survives_a_lost_worker_and_registers_a_model_that_loads_and_rep
         "--register-as",
         "it-r20",
         "--address",
-        address,
+        ray_cluster["dashboard"],
         "--tracking-uri",
         uri,
+        **env,
     )
-    result = json.loads(done.stdout[done.stdout.index("{") :])
-    assert (tmp_path / "fault-promote-2").is_file()  # the fault fired
+    assert f"orchestrator.job_entry promote {searched}" in done.stdout and "SUCCEEDED" in done.stdout
+    job_id = done.stdout.split("submitted job ", 1)[1].split()[0]
+    assert f"job {job_id}: SUCCEEDED" in done.stdout  # the job's logs were followed to its end
+    assert (tmp_path / "fault-promote-2").is_file()  # the fault fired, inside the job
+    version = MlflowClient(uri).get_model_version_by_alias("it-r20", "candidate")
+    start = done.stdout.index("\n{\n") + 1  # the result the job printed (indented JSON), among its logs
+    result = json.loads(done.stdout[start : done.stdout.index("\n}", start) + 2])
+    assert result["run_id"] == version.run_id
 
     client = MlflowClient(uri)
     run = client.get_run(result["run_id"])
@@ -94,8 +106,6 @@ def test_promote_survives_a_lost_worker_and_registers_a_model_that_loads_and_rep
     assert "x faster" in done.stdout and run.data.tags["prunetune.latency_runtime"].startswith("torch-cpu-b1")
     assert 0 <= m["onnx_rel_error"] < ONNX_RTOL  # the stored ONNX was checked against PyTorch
     assert "prunetune/model.onnx" in {a.path for a in client.list_artifacts(run.info.run_id, "prunetune")}
-    version = client.get_model_version_by_alias("it-r20", "candidate")
-    assert version.run_id == run.info.run_id
 
     model, meta = load_promoted("models:/it-r20@candidate", uri)
     assert not model.training and meta["arch"] == "resnet20"
@@ -105,33 +115,16 @@ def test_promote_survives_a_lost_worker_and_registers_a_model_that_loads_and_rep
     assert count_cost(model, shape).macs == run.data.metrics["macs"] == trial_run.data.metrics["macs"]
 
     ts = tmp_path / "model.ts"
-    _cli(
-        ray_cluster,
-        "export",
-        f"runs:/{run.info.run_id}",
-        "--format",
-        "torchscript",
-        "--output",
-        str(ts),
-        "--tracking-uri",
-        uri,
+    code, _ = prunetune_here(
+        "export", f"runs:/{run.info.run_id}", "--format", "torchscript", "--output", str(ts), "--tracking-uri", uri
     )
+    assert code == 0
     x = torch.randn(3, *shape)
     torch.testing.assert_close(torch.jit.load(str(ts))(x), model(x))
-    onnx = _cli(
-        ray_cluster,
-        "export",
-        run.info.run_id,
-        "--format",
-        "onnx",
-        "--output",
-        str(tmp_path / "m.onnx"),
-        "--tracking-uri",
-        uri,
-        check=False,
+    code, out = prunetune_here(
+        "export", run.info.run_id, "--format", "onnx", "--output", str(tmp_path / "m.onnx"), "--tracking-uri", uri
     )
-    assert onnx.returncode == 0, onnx.stderr  # make test installs the latency extra: onnx and onnxruntime
-    assert "ONNX checked on onnxruntime" in onnx.stdout
+    assert code == 0 and "ONNX checked on onnxruntime" in out  # make test installs the latency extra
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])

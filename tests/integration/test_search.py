@@ -11,7 +11,7 @@ import yaml
 
 from orchestrator.pareto import pareto_front
 from orchestrator.tracking import COMPARATOR_OF
-from tests.integration.conftest import PRUNETUNE, _config, _runs, _search
+from tests.integration.conftest import PRUNETUNE, _config, _runs, _search, prunetune_here
 
 # one xdist group: with `make test` (-n 2 --dist loadgroup) every integration test runs in one worker
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("integration")]
@@ -73,13 +73,8 @@ def test_front_search_records_one_child_per_trial_and_a_consistent_front(tmp_pat
     }
     html = Path(client.download_artifacts(parent.info.run_id, "pareto/front.html", str(tmp_path))).read_text()
     assert "plotly" in html and len(html) > 1_000_000  # plotly.js is inside the file
-    out = subprocess.run(
-        [PRUNETUNE, "pareto", "it-front", "--tracking-uri", mlflow_server, "--format", "json"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert {t["run_id"] for t in json.loads(out.stdout)["trials"] if not t.get("baseline")} == expected
+    code, out = prunetune_here("pareto", "it-front", "--tracking-uri", mlflow_server, "--format", "json")
+    assert code == 0 and {t["run_id"] for t in json.loads(out)["trials"] if not t.get("baseline")} == expected
 
 
 def test_budget_mode_projects_every_trial_and_the_screen_fine_tunes_only_the_promising(
@@ -154,13 +149,8 @@ def test_a_latency_budget_search_logs_measured_and_predicted_latency(tmp_path, m
     }
     # the front is in latency space: ranked on the measured ratio, ms and ratio beside MACs
     assert parent.data.metrics["baseline_latency_ms"] == pytest.approx(parent.data.metrics["baseline_latency_pred_ms"])
-    out = subprocess.run(
-        [PRUNETUNE, "pareto", "it-latency", "--tracking-uri", mlflow_server, "--all"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert "lat (ms)" in out.stdout.splitlines()[0] and len(out.stdout.splitlines()) == 4  # 2 trials, the baseline
+    code, out = prunetune_here("pareto", "it-latency", "--tracking-uri", mlflow_server, "--all")
+    assert code == 0 and "lat (ms)" in out.splitlines()[0] and len(out.splitlines()) == 4  # 2 trials, the baseline
     assert "Pareto front of val_accuracy against latency" in parent.data.tags["mlflow.note.content"]
     # round_to auto: measured once, logged, and every trial's kept counts follow it
     m = int(parent.data.metrics["round_to_auto"])
