@@ -28,7 +28,18 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
+def _runs_last(item) -> bool:
+    """An integration test outside the "integration" xdist group (one that needs at most
+    the one-node cluster, tests/integration/conftest.py)."""
+    return "integration" in item.keywords and next(item.iter_markers("xdist_group"), None) is None
+
+
 def pytest_collection_modifyitems(config, items):
+    # Those integration tests go last (a stable sort: the rest keep their order). Under
+    # `make test` the group takes one worker from the start; the unit tests fill the other,
+    # which then runs these beside the group's last tests, instead of the group's worker
+    # running them after its own while the other idles.
+    items.sort(key=_runs_last)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU")

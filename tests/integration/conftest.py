@@ -5,12 +5,13 @@ server is the session's (tests/conftest.py)."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from unittest import mock
 
@@ -22,45 +23,95 @@ from cluster.local import LocalCluster
 
 SHARED: dict[str, str] = {}  # what the session's fixtures made for every test: the baseline checkpoint
 
+# Under `make test` (-n 2 --dist loadgroup) the tests on the session's clusters form one
+# xdist group, "integration", which one worker runs from the start. The method searches,
+# prune and the searches that start their own Ray or find none need at most the one-node
+# cluster: they are outside the group and run last (tests/conftest.py), on the worker the
+# unit tests leave, which then starts only that cluster and reads the baseline the first
+# worker trained. (2026-12-07: 12 min 12 s with every integration test in the group; two
+# groups run side by side from the start took 19 min, every Ray cluster and search
+# contending with the unit tests at once.)
+CLUSTERS = {
+    # the head does the work (2 CPUs, the latency node); its worker has no CPUs (no trial
+    # is scheduled on it): it is there for the node-kill test, a worker named like the
+    # three-node cluster's worker 1
+    "one": lambda: LocalCluster(
+        workers=1, cpus_per_worker=0, head_cpus=2, head_resources={"latency_node": 1}, dashboard=True
+    ),
+    # a head with no CPUs (it only schedules) and two 1-CPU workers: the fault tests' cluster
+    "three": lambda: LocalCluster(workers=2, cpus_per_worker=1, head_cpus=0),
+}
 
-@pytest.fixture(scope="session")
-def _clusters(mlflow_started):
-    """The session's two Ray clusters, started in threads (mostly waiting on `ray start`)
-    while the session's MLflow server comes up and the baseline trains, instead of one
-    after the other when a test first asks: the head-and-idle-worker cluster of
-    ``ray_cluster`` and the three nodes of ``three_nodes``."""
-    # ray_cluster's worker has no CPUs (no trial is scheduled on it): it is there for
-    # the node-kill test, a worker named like the three-node cluster's worker 1
-    one = LocalCluster(workers=1, cpus_per_worker=0, head_cpus=2, head_resources={"latency_node": 1}, dashboard=True)
-    three = LocalCluster(workers=2, cpus_per_worker=1, head_cpus=0)
-    pool = ThreadPoolExecutor(2)
-    started = {"one": pool.submit(one.start), "three": pool.submit(three.start)}
-    try:
-        yield started
-    finally:
-        for future in started.values():
+
+class _Clusters:
+    """The session's Ray clusters, each started in a thread when first asked for (mostly
+    waiting on `ray start`) and stopped at the end of the session."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(2)
+        self._started: dict[str, Future] = {}
+
+    def start(self, *keys: str) -> None:
+        for key in keys:
+            if key not in self._started:
+                self._started[key] = self._pool.submit(CLUSTERS[key]().start)
+
+    def get(self, key: str) -> LocalCluster:
+        self.start(key)
+        return self._started[key].result()
+
+    def stop(self) -> None:
+        for future in self._started.values():
             if future.exception() is None:
                 future.result().stop()
-        pool.shutdown()
+        self._pool.shutdown()
 
 
-@pytest.fixture(scope="session", autouse=True)
-def shared_baseline(_clusters, tmp_path_factory) -> str:
+@pytest.fixture(scope="session")
+def _clusters():
+    clusters = _Clusters()
+    try:
+        yield clusters
+    finally:
+        clusters.stop()
+
+
+@pytest.fixture(autouse=True)
+def _session_engines(request, _clusters):
+    """At the group's first test, its two clusters and the session's MLflow server start
+    (in threads, and a process) before the baseline trains, so the four overlap."""
+    if next(request.node.iter_markers("xdist_group"), None) is not None:
+        request.getfixturevalue("mlflow_started")
+        _clusters.start(*CLUSTERS)
+    request.getfixturevalue("shared_baseline")
+
+
+@pytest.fixture(scope="session")
+def shared_baseline(tmp_path_factory, worker_id) -> str:
     """One trained ResNet-20 on digits (6 epochs: val about 0.97, so a cut and its
-    fine-tune have something to keep; 2 epochs left it near chance), loaded by every integration search
-    through ``baseline.path`` instead of each search training its own. It trains while the
-    session's two Ray clusters start (``_clusters``)."""
-    from trials.baseline import ModelInfo, save_checkpoint, train_baseline
-    from trials.data import DataConfig, load_train_val
-    from trials.train import FinetuneConfig
+    fine-tune have something to keep; 2 epochs left it near chance), loaded by every
+    integration search through ``baseline.path`` instead of each search training its own.
+    Trained once per test run: under xdist the first worker to ask trains it into the
+    run's shared temporary folder, holding a lock the other worker waits on."""
+    root = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        root = root.parent  # the run's folder, above each worker's own
+    path = root / "shared-baseline" / "resnet20-digits.pt"
+    with open(root / "shared-baseline.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.is_file():
+            from trials.baseline import ModelInfo, save_checkpoint, train_baseline
+            from trials.data import DataConfig, load_train_val
+            from trials.train import FinetuneConfig
 
-    data = DataConfig(name="digits")
-    splits = load_train_val(data)
-    info = ModelInfo("resnet20", splits.num_classes, splits.in_channels, splits.image_size)
-    # on the worker's one torch thread (tests/conftest.py): a run that trained it on two
-    # took 100 s of set-up beside the unit tests, against 42 s (idle: 18 s against 32)
-    model, _ = train_baseline(info, data, FinetuneConfig(epochs=6, lr=0.1), "cpu")
-    SHARED["baseline"] = str(save_checkpoint(tmp_path_factory.mktemp("baseline") / "resnet20-digits.pt", model, info))
+            data = DataConfig(name="digits")
+            splits = load_train_val(data)
+            info = ModelInfo("resnet20", splits.num_classes, splits.in_channels, splits.image_size)
+            # on the worker's one torch thread (tests/conftest.py): a run that trained it on
+            # two took 100 s of set-up beside the unit tests, against 42 s (idle: 18 s against 32)
+            model, _ = train_baseline(info, data, FinetuneConfig(epochs=6, lr=0.1), "cpu")
+            save_checkpoint(path.with_suffix(".part"), model, info).rename(path)  # whole or absent
+    SHARED["baseline"] = str(path)
     return SHARED["baseline"]
 
 
@@ -69,7 +120,7 @@ def three_nodes(_clusters):
     """A head (no CPUs: it only schedules) and two 1-CPU worker nodes, token auth on: the
     cluster the fault tests run on. The tests that lose or kill a node start it again
     (``LocalCluster.restore_lost_workers``) before the next test."""
-    cluster = _clusters["three"].result()
+    cluster = _clusters.get("three")
     return {"address": cluster.address, "env": cluster.env, "temp_dir": cluster.temp_dir, "cluster": cluster}
 
 
@@ -107,7 +158,7 @@ def ray_cluster(_clusters):
     token authentication on, with the dashboard (its Jobs API takes `prunetune submit`),
     plus one worker node with no CPUs for the node-kill test
     (tests/integration/test_cluster.py)."""
-    cluster = _clusters["one"].result()
+    cluster = _clusters.get("one")
     return {
         "address": cluster.address,
         "env": cluster.env,

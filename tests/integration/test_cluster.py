@@ -84,6 +84,11 @@ class Lines:
                 self._new.wait(timeout=1.0)
         return True
 
+    def tail(self, lines: int = 40) -> str:
+        """The last lines so far, timed, for a failure's message."""
+        with self._new:
+            return "\n" + "".join(self.lines[-lines:])
+
     def finish(self, timeout: float = 900) -> tuple[int, str]:
         code = self.proc.wait(timeout=timeout)
         time.sleep(0.2)
@@ -172,12 +177,12 @@ def test_mlflow_outages_mid_search_and_through_the_end_lose_no_result(tmp_path, 
         _start(tmp_path, three_nodes, data, "driver=HOLD@2", PRUNETUNE_MLFLOW_PATIENCE="3", **NO_CLIENT_RETRIES)
     )
     try:
-        assert run.wait_for("[1/3]"), "no trial finished before the outage"
+        assert run.wait_for("[1/3]"), "no trial finished before the outage" + run.tail()
         link.cut()
-        assert run.wait_for("MLflow unreachable"), "the driver did not notice the outage"
+        assert run.wait_for("MLflow unreachable"), "the driver did not notice the outage" + run.tail()
         link.restore()
-        assert run.wait_for("buffer written"), "the buffer was not written once MLflow was back"
-        assert run.wait_for("fault: driver held"), "the driver did not hold after its 2nd trial"
+        assert run.wait_for("buffer written"), "the buffer was not written once MLflow was back" + run.tail()
+        assert run.wait_for("fault: driver held"), "the driver did not hold after its 2nd trial" + run.tail()
         written = {c.data.tags["prunetune.trial_id"] for c in finished_children(uri, "it-outage")}
         assert written, "nothing reached MLflow after the first outage"
         link.cut()

@@ -15,8 +15,8 @@ from orchestrator import promote
 from tests.integration.conftest import PRUNETUNE, _config, _runs, _search
 from trials.cost import count_cost
 
-# one xdist group: with `make test` (-n 2 --dist loadgroup) every integration test runs in one worker
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("integration")]
+# no xdist group: these need at most the one-node cluster, and run last (tests/integration/conftest.py)
+pytestmark = pytest.mark.integration
 
 METHOD_SEARCHES = {
     # DAFP: sparsity-trained baseline, dependency-aware criterion, EagleEye adaptive-BN fidelity

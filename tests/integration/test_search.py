@@ -13,10 +13,13 @@ from orchestrator.pareto import pareto_front
 from orchestrator.tracking import COMPARATOR_OF
 from tests.integration.conftest import PRUNETUNE, _config, _runs, _search, prunetune_here
 
-# one xdist group: with `make test` (-n 2 --dist loadgroup) every integration test runs in one worker
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("integration")]
+# the xdist group (tests/integration/conftest.py) for the tests on the session's clusters; the
+# two that start their own Ray or find none are outside it, and run last
+pytestmark = pytest.mark.integration
+GROUP = pytest.mark.xdist_group("integration")
 
 
+@GROUP
 def test_front_search_records_one_child_per_trial_and_a_consistent_front(tmp_path, mlflow_server, front_search):
     """Also: with trials_per_run 3 the six trials run as two Tune runs over one searcher.
     (The session's front search: the promotion tests promote from it too.)"""
@@ -77,6 +80,7 @@ def test_front_search_records_one_child_per_trial_and_a_consistent_front(tmp_pat
     assert code == 0 and {t["run_id"] for t in json.loads(out)["trials"] if not t.get("baseline")} == expected
 
 
+@GROUP
 def test_budget_mode_projects_every_trial_and_the_screen_fine_tunes_only_the_promising(
     tmp_path, mlflow_server, ray_cluster
 ):
@@ -103,6 +107,7 @@ def test_budget_mode_projects_every_trial_and_the_screen_fine_tunes_only_the_pro
     assert {t["run_id"] for t in front["trials"] if not t.get("baseline")} == {c.info.run_id for c in tuned}
 
 
+@GROUP
 def test_a_latency_budget_search_logs_measured_and_predicted_latency(tmp_path, mlflow_server, ray_cluster):
     # search.objective latency: the latency table is built in a Ray task, checked and logged;
     # every trial is scaled onto 70% of the baseline's latency and measures its own
@@ -160,6 +165,7 @@ def test_a_latency_budget_search_logs_measured_and_predicted_latency(tmp_path, m
         assert all(n % m == 0 or n in (16, 32, 64) for n in spec["channels"].values()), (m, spec)
 
 
+@GROUP
 def test_front_targets_put_each_trial_at_its_sampled_macs(tmp_path, mlflow_server, ray_cluster):
     """Also search.reevaluate: every configuration fine-tuned over 2 more data orders, and
     those that are not the uniform cut against the uniform cut at their MACs, seed for seed
