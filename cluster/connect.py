@@ -33,11 +33,16 @@ def _probe(address: str, timeout: float = 5.0) -> None:
         raise UserError(f"--address {address}: no Ray cluster answers there ({exc.strerror or exc})") from None
 
 
+def fault_vars() -> dict[str, str]:
+    """The fault variables set in this process (fault tests only)."""
+    return {k: os.environ[k] for k in FAULT_VARS if k in os.environ}
+
+
 def _fault_env() -> dict[str, str]:
     """The fault variables set here, to forward to Ray's workers, less those a submitted
     job's runtime env carries already (`prunetune submit` forwards them too, and Ray
     refuses a variable set by both the job and the driver's ``ray.init``)."""
-    env = {k: os.environ[k] for k in FAULT_VARS if k in os.environ}
+    env = fault_vars()
     job = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")  # set by Ray for a job's driver
     if job:
         carried = (json.loads(job).get("runtime_env") or {}).get("env_vars") or {}

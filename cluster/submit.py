@@ -8,14 +8,13 @@ dependencies installed, not this checkout. Token authentication: the Jobs client
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
-from cluster.connect import FAULT_VARS
+from cluster.connect import fault_vars
 from trials.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +54,7 @@ def submit(
     try:
         entrypoint = " ".join(["python", "-m", "orchestrator.job_entry", *map(shlex.quote, entrypoint_args)])
         runtime_env: dict = {"working_dir": str(staged)}
-        faults = {k: os.environ[k] for k in FAULT_VARS if k in os.environ}  # fault tests only, as connect's
+        faults = fault_vars()
         if faults:
             runtime_env["env_vars"] = faults
         job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env)
