@@ -210,17 +210,18 @@ def _search(tmp_path, cluster, data: dict, *extra: str) -> subprocess.CompletedP
     return done
 
 
-def prunetune_here(*args: str) -> tuple[int, str]:
+def prunetune_here(*args: str) -> tuple[int, str, str]:
     """`prunetune ARGS` run in this process, as the console script runs it (``cli.main``):
-    its exit code and stdout. For the commands that start no Ray and are not under test as
-    processes (pareto, export): a CLI process's imports cost 3-8 s each on 2 cores, paid
-    here once per session. The environment is left as it was."""
+    its exit code, stdout and stderr. For the commands that start no Ray and are not under
+    test as processes (pareto, export, a promotion refused before it connects): a CLI
+    process's imports cost 3-8 s each on 2 cores, paid here once per session. The
+    environment is left as it was."""
     from orchestrator.cli import main
 
-    out = io.StringIO()
-    with mock.patch.dict(os.environ), contextlib.redirect_stdout(out):
+    out, err = io.StringIO(), io.StringIO()
+    with mock.patch.dict(os.environ), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(list(args))
-    return code, out.getvalue()
+    return code, out.getvalue(), err.getvalue()
 
 
 def _runs(uri, name):

@@ -14,7 +14,8 @@ from orchestrator.tracking import COMPARATOR_OF
 from tests.integration.conftest import PRUNETUNE, _config, _runs, _search, prunetune_here
 
 # the xdist group (tests/integration/conftest.py) for the tests on the session's clusters; the
-# two that start their own Ray or find none are outside it, and run last
+# budget and front-targets searches (on the one-node cluster) and the two that start their
+# own Ray or find none are outside it, and run last, on the worker the unit tests leave
 pytestmark = pytest.mark.integration
 GROUP = pytest.mark.xdist_group("integration")
 
@@ -76,11 +77,10 @@ def test_front_search_records_one_child_per_trial_and_a_consistent_front(tmp_pat
     }
     html = Path(client.download_artifacts(parent.info.run_id, "pareto/front.html", str(tmp_path))).read_text()
     assert "plotly" in html and len(html) > 1_000_000  # plotly.js is inside the file
-    code, out = prunetune_here("pareto", "it-front", "--tracking-uri", mlflow_server, "--format", "json")
+    code, out, _ = prunetune_here("pareto", "it-front", "--tracking-uri", mlflow_server, "--format", "json")
     assert code == 0 and {t["run_id"] for t in json.loads(out)["trials"] if not t.get("baseline")} == expected
 
 
-@GROUP
 def test_budget_mode_projects_every_trial_and_the_screen_fine_tunes_only_the_promising(
     tmp_path, mlflow_server, ray_cluster
 ):
@@ -154,7 +154,7 @@ def test_a_latency_budget_search_logs_measured_and_predicted_latency(tmp_path, m
     }
     # the front is in latency space: ranked on the measured ratio, ms and ratio beside MACs
     assert parent.data.metrics["baseline_latency_ms"] == pytest.approx(parent.data.metrics["baseline_latency_pred_ms"])
-    code, out = prunetune_here("pareto", "it-latency", "--tracking-uri", mlflow_server, "--all")
+    code, out, _ = prunetune_here("pareto", "it-latency", "--tracking-uri", mlflow_server, "--all")
     assert code == 0 and "lat (ms)" in out.splitlines()[0] and len(out.splitlines()) == 4  # 2 trials, the baseline
     assert "Pareto front of val_accuracy against latency" in parent.data.tags["mlflow.note.content"]
     # round_to auto: measured once, logged, and every trial's kept counts follow it
@@ -165,7 +165,6 @@ def test_a_latency_budget_search_logs_measured_and_predicted_latency(tmp_path, m
         assert all(n % m == 0 or n in (16, 32, 64) for n in spec["channels"].values()), (m, spec)
 
 
-@GROUP
 def test_front_targets_put_each_trial_at_its_sampled_macs(tmp_path, mlflow_server, ray_cluster):
     """Also search.reevaluate: every configuration fine-tuned over 2 more data orders, and
     those that are not the uniform cut against the uniform cut at their MACs, seed for seed

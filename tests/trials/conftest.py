@@ -11,7 +11,9 @@ from trials.data import DataConfig
 from trials.train import FinetuneConfig
 from trials.trial import TrialConfig
 
-DIGITS = DataConfig(name="digits", batch_size=64)
+# at the digits' own 8x8 (not the default 32x32): the regularizer tests train for 5 epochs, 5-10x
+# faster here, and every one of them holds with the same margins
+DIGITS = DataConfig(name="digits", batch_size=64, image_size=8)
 DIGITS_INFO = ModelInfo("resnet20", 10, 1, 8)
 
 
