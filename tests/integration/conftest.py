@@ -25,7 +25,8 @@ SHARED: dict[str, str] = {}  # what the session's fixtures made for every test: 
 
 # Under `make test` (-n 2 --dist loadgroup) the tests on the session's clusters form one
 # xdist group, "integration", which one worker runs from the start. The method searches,
-# prune and the searches that start their own Ray or find none need at most the one-node
+# prune, the budget and front-targets searches, and the searches that start their own Ray
+# or find none need at most the one-node
 # cluster: they are outside the group and run last (tests/conftest.py), on the worker the
 # unit tests leave, which then starts only that cluster and reads the baseline the first
 # worker trained. (2026-12-07: 12 min 12 s with every integration test in the group; two
