@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -372,55 +373,9 @@ def merge() -> dict:
     return merged
 
 
-def _own_name() -> bool:
-    """A run under a name of its own (``--name``), not its network's default."""
-    return NAME not in ("front_fmnist", f"front_fmnist_{ARCH}")
-
-
-def _own(seeds: list[dict]) -> str:
-    """A run under a name of its own: its name and methods, as the command line gave them."""
-    if not _own_name():
-        return ""
-    return f" --name {NAME} --methods " + " ".join(m for m in METHODS if m != "uniform" and m in seeds[0])
-
-
 def table(results: dict) -> str:
-    seeds = list(results["seeds"].values())
-    n = len(seeds)
-    ms = sf._ms
-    lines = [
-        f"## Front mode on Fashion-MNIST, at equal compute ({ARCH}" + (f", run {NAME}" if _own_name() else "") + ")",
-        "",
-        f"`python -m bench.front_fmnist --seeds {n}{'' if ARCH == 'resnet20' else ' --arch ' + ARCH}{_own(seeds)}` (after "
-        f"`make fashion-mnist`). {ARCH} on Fashion-MNIST at 16x16, bench.search_fmnist's baseline (val {100 * results['baseline_val']:.2f}%, test "
-        f"{100 * results['baseline_test']:.2f}%). Every method spends the same trial-seconds: {BUDGET} brief "
-        f"fine-tunes at half the MACs ({results['budget']:.0f} s); each fine-tune is charged the unit cost at its "
-        "MACs (timed once per process, seconds by MACs target: "
-        + ", ".join(f"{k} {v:.1f}" for k, v in results["costs"].items())
-        + f"); the sensitivity map (2 keep ratios x 2 val batches, the product's default) costs "
-        f"{results['map_seconds']:.0f} s, charged to the method that reads it. The uniform sweep's targets: "
-        + ", ".join(f"{t:.2f}" for t in results["sweep"])
-        + ". Each front is chosen on val (the baseline is a point of every front, at 1.0x MACs); its members "
-        "are read once on the 10,000 test images. Hypervolume over (accuracy 0.1, 1.0x MACs), x100, mean ± sd over "
-        f"{n} seeds; Δ: paired difference to the uniform sweep (positive: ahead), and in how many seeds.",
-        f"Machine: {results.get('machine', '?')}; {results.get('date', '?')}; one thread per process.",
-        "",
-        "| method | HV, test accuracy of the val front | Δ to uniform | ahead | HV, val | trials | front size |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for m in METHODS:
-        if not all(m in s for s in seeds):
-            continue
-        hv = [s[m]["hv_test"] for s in seeds]
-        label = LABELS.get(m, m)
-        d = [s[m]["hv_test"] - s["uniform"]["hv_test"] for s in seeds]
-        ahead = "" if m == "uniform" else f"{sum(x > 0 for x in d)}/{n}"
-        lines.append(
-            f"| {label} | {ms(hv)} | {'' if m == 'uniform' else ms(d)} | {ahead} | "
-            f"{ms([s[m]['hv_val'] for s in seeds])} | {statistics.mean(s[m]['trials'] for s in seeds):.1f} | "
-            f"{statistics.mean(s[m]['size'] for s in seeds):.1f} |"
-        )
-    return "\n".join(lines)
+    """The section of this run's results (bench/fmnist_tables.py)."""
+    return sf.tables.front_table(results, sys.modules[__name__])
 
 
 def main() -> None:

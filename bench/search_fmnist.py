@@ -40,11 +40,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 
 import optuna
 import torch
 
+from bench import fmnist_tables as tables
 from bench.report import ROOT, save_seeds, seeds_or_report, write_section
 from orchestrator.space import group_ratios, variables
 from trials.adapruner import allocate as adapruner_allocate
@@ -356,11 +358,6 @@ def _save_partial(results: dict, seeds) -> None:
     save_seeds(NAME, results, seeds)
 
 
-def _ms(xs: list[float], scale: float = 100.0, digits: int = 2) -> str:
-    sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
-    return f"{scale * statistics.mean(xs):.{digits}f} ± {scale * sd:.{digits}f}"
-
-
 def merge(name: str | None = None) -> dict:
     """The seed files as one result (the calibration of the first file, the others' kept
     beside it)."""
@@ -373,111 +370,6 @@ def merge(name: str | None = None) -> dict:
         merged["calibrations"].append({k: data[k] for k in ("units", "budgets_by_cut", "map_seconds")})
         merged["seeds"].update(data["seeds"])
     return merged
-
-
-def _map_label() -> str:
-    return "" if (SENS_LEVELS, SENS_VAL_BATCHES) == (4, 16) else f", sensitivity map {SENS_LEVELS}x{SENS_VAL_BATCHES}"
-
-
-def _flags() -> str:
-    out = "" if ARCH == "resnet20" else f" --arch {ARCH}"
-    out += "" if CUTS == (0.75, 0.9) else f" --cuts {' '.join(map(str, CUTS))}"
-    if (SENS_LEVELS, SENS_VAL_BATCHES) != (4, 16):
-        out += f" --sens-levels {SENS_LEVELS} --sens-val-batches {SENS_VAL_BATCHES}"
-    return out + (f" --methods {' '.join(sorted(ONLY))}" if ONLY else "")
-
-
-def table(results: dict, default: str = DEFAULT) -> str:
-    seeds = results["seeds"]
-    n = len(seeds)
-    methods = [m for m in METHODS + STAGE_METHODS if all(m in s[f"{c:.2f}"] for s in seeds.values() for c in CUTS)]
-    lines = [
-        f"## Search quality on Fashion-MNIST, at equal compute ({ARCH}{_map_label()})",
-        "",
-        f"`python -m bench.search_fmnist --seeds 5{_flags()}` (after `make fashion-mnist`). {ARCH} on Fashion-MNIST at "
-        f"{SIZE}x{SIZE}; one baseline ({BASELINE['epochs']} epochs on 27,000 training images; val "
-        f"{100 * results['baseline_val']:.2f}%, test {100 * results['baseline_test']:.2f}%). Every method spends the "
-        f"same compute per cut: {BUDGET} brief fine-tunes' worth (1 epoch over 5,400 images after adaptive BN; "
-        + ", ".join(f"{c:.0%} cut {results['budgets_by_cut'][f'{c:.2f}']:.0f} s" for c in CUTS)
-        + "). Every operation is charged its unit cost, timed once per process on a quiet machine (a brief "
-        "fine-tune, an adaptive-BN screening: "
-        + ", ".join(f"{k} {v:.2f} s" for k, v in results["units"].items())
-        + f"), so a busy machine cannot change what a method gets; the sensitivity map ({results['map_seconds']:.0f} s, "
-        f"{SENS_LEVELS} keep ratios "
-        f"per group, scored on the val split) is charged in full to every method that reads it. "
-        "Each method's winner is chosen on val accuracy (3,000 images), fine-tuned again for "
-        f"{FINAL['epochs']} epochs with a data order no search saw, and read once on the 10,000 test images. "
-        f"Mean ± sd over {n} seeds (sampler, draws and data orders; the baseline is shared); Δ: paired difference "
-        f"to **{default}** (positive: the method is ahead), and in how many seeds the method is ahead.",
-        f"Machine: {results.get('machine', '?')}; {results.get('date', '?')}; one thread per process.",
-        "",
-        "| method | "
-        + " | ".join(f"test, {c:.0%} cut | Δ to {default} | ahead" for c in CUTS)
-        + " | configurations tried |",
-        "|---|" + "---|---|---|" * len(CUTS) + "---|",
-    ]
-    for m in methods:
-        cells = []
-        for c in CUTS:
-            key = f"{c:.2f}"
-            acc = [s[key][m]["test"] for s in seeds.values()]
-            delta = [s[key][m]["test"] - s[key][default]["test"] for s in seeds.values()]
-            ahead = f"{sum(d > 0 for d in delta)}/{n}"
-            cells += [_ms(acc), "" if m == default else _ms(delta), "" if m == default else ahead]
-        tried = statistics.mean(s[f"{c:.2f}"][m]["tried"] for s in seeds.values() for c in CUTS)
-        lines.append(f"| {m} | " + " | ".join(cells) + f" | {tried:.0f} |")
-    lines += ["", "Val accuracy of the winners (what each method selected on), in %:", ""]
-    lines += ["| method | " + " | ".join(f"{c:.0%} cut" for c in CUTS) + " |", "|---|" + "---|" * len(CUTS)]
-    for m in methods:
-        lines.append(
-            f"| {m} | " + " | ".join(_ms([s[f"{c:.2f}"][m]["val"] for s in seeds.values()]) for c in CUTS) + " |"
-        )
-    spent = [
-        s[f"{c:.2f}"][m]["seconds"]
-        for s in seeds.values()
-        for c in CUTS
-        for m in ("random", "eagleeye", "tpe+sens", "screened", "stage-tpe", "stage-screen")
-        if m in s[f"{c:.2f}"]
-    ]
-    charged = {m: statistics.mean(s[f"{c:.2f}"][m]["seconds"] for s in seeds.values() for c in CUTS) for m in methods}
-    lines += ["", "Seconds charged per method (mean over seeds and cuts): "
-              + ", ".join(f"{m} {v:.0f}" for m, v in charged.items()) + "."]  # fmt: skip
-    if spent:
-        lines.append(f"Seconds charged to the budgeted methods: {min(spent):.0f} to {max(spent):.0f}.")
-    return "\n".join(lines)
-
-
-def default_table(levels: int = 2, val_batches: int = 2) -> str:
-    """prunetune's default in budget mode on MACs, per seed and cut: the uniform cut and the
-    sensitivity allocation (the default map: ``levels`` x ``val_batches``) both fine-tuned,
-    the better on val kept; paired against every method of the full run (same baseline,
-    seeds and data orders: the uniform rows of both runs are identical, checked)."""
-    cheap, full = merge(f"{NAME}_map{levels}x{val_batches}"), merge(NAME)
-    seeds = sorted(set(cheap["seeds"]) & set(full["seeds"]), key=int)
-    lines = [
-        f"prunetune's default ({ARCH}, map {levels} ratios x {val_batches} val batches of 512, "
-        f"{len(seeds)} seeds paired with the full run): Δ = default minus the method, test points.",
-        "",
-        "| cut | method | Δ (mean ± sd) | default ahead | default picked sensitivity |",
-        "|---|---|---|---|---|",
-    ]
-    for c in CUTS:
-        key = f"{c:.2f}"
-        picks, rows = [], {}
-        for sd in seeds:
-            a, b = cheap["seeds"][sd][key], full["seeds"][sd][key]
-            if abs(a["uniform"]["test"] - b["uniform"]["test"]) > 1e-9:
-                raise SystemExit(f"seed {sd}: the two runs' uniform rows differ: not paired")
-            best = max((a["uniform"], a["sensitivity"]), key=lambda r: r["val"])
-            picks.append(best is a["sensitivity"])
-            for m, r in b.items():
-                rows.setdefault(m, []).append(best["test"] - r["test"])
-        for m, d in rows.items():
-            label = f"{m} (map {SENS_LEVELS}x{SENS_VAL_BATCHES})" if m in ("sensitivity", "tpe+sens", "screened") else m
-            lines.append(
-                f"| {c:.0%} | {label} | {_ms(d)} | {sum(x > 0 for x in d)}/{len(d)} | {sum(picks)}/{len(picks)} |"
-            )
-    return "\n".join(lines)
 
 
 def _setting(arch: str, cuts: tuple[float, ...], levels: int = 4, val_batches: int = 16, only=()) -> None:
@@ -505,12 +397,17 @@ def main() -> None:
     args = parser.parse_args()
     if args.default_report:
         _setting(args.arch, tuple(args.cuts))
-        text = default_table(args.sens_levels, args.sens_val_batches)
+        text = tables.default_table(sys.modules[__name__], args.sens_levels, args.sens_val_batches)
         write_section(ROOT / "docs" / "benchmarks.md", f"{NAME}_default", text)
         print(text)
         return
     _setting(args.arch, tuple(args.cuts), args.sens_levels, args.sens_val_batches, args.methods or ())
     seeds_or_report(args, NAME, run, _save_partial, merge, table)
+
+
+def table(results: dict) -> str:
+    """The section of this setting's results (bench/fmnist_tables.py)."""
+    return tables.table(results, sys.modules[__name__])
 
 
 if __name__ == "__main__":
