@@ -70,12 +70,12 @@ def test_a_submitted_promotion_survives_a_lost_worker_and_registers_a_model_that
     job_id = done.stdout.split("submitted job ", 1)[1].split()[0]
     assert f"job {job_id}: SUCCEEDED" in done.stdout  # the job's logs were followed to its end
     assert (tmp_path / "fault-promote-2").is_file()  # the fault fired, inside the job
-    version = MlflowClient(uri).get_model_version_by_alias("it-r20", "candidate")
+    client = MlflowClient(uri)
+    version = client.get_model_version_by_alias("it-r20", "candidate")
     start = done.stdout.index("\n{\n") + 1  # the result the job printed (indented JSON), among its logs
     result = json.loads(done.stdout[start : done.stdout.index("\n}", start) + 2])
     assert result["run_id"] == version.run_id
 
-    client = MlflowClient(uri)
     run = client.get_run(result["run_id"])
     assert run.data.tags["prunetune.role"] == "promote"
     history = client.get_metric_history(result["run_id"], "train_loss")
