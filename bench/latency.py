@@ -7,9 +7,10 @@ pruned networks (per-group keep ratios drawn in [0.25, 1]) each timed beside the
 network in alternating rounds; reported: the median and worst relative error of the
 predicted latency ratio (and of the table's own milliseconds), the table's build time, and the
 span of measured latencies (so an error can be read against how much pruning moved the
-time). Run: ``python -m bench.latency`` (about 10 minutes on 2 cores); ``--cases
-torchvision/resnet50:224:1`` runs only the named cases (ARCH:SIDE:BATCH) and merges them
-into the stored rows (a row of the same case and runtime is replaced).
+time). Run: ``python -m bench.latency`` (about 35 minutes on 2 cores: every row of the
+docs' table); ``--cases torchvision/resnet50:224:1`` runs only the named cases
+(ARCH:SIDE:BATCH) and merges them into the stored rows (a row of the same case and
+runtime is replaced).
 """
 
 from __future__ import annotations
@@ -35,20 +36,22 @@ CASES = [  # arch, input side, batch
     ("resnet56", 32, 16),
     ("mobilenet_v2", 32, 16),
     ("resnet20", 32, 1),
+    ("torchvision/resnet50", 224, 1),
+    ("torchvision/mobilenet_v2", 224, 1),
 ]
 RUNTIMES = ("torch", "onnxruntime")
 
 
-def run_case(arch: str, side: int, batch: int, runtime: str) -> dict:
+def run_case(arch: str, side: int, batch: int, runtime: str, round_to: int = 1) -> dict:
     torch.manual_seed(0)
     model = create_model(arch, num_classes=10, in_channels=3).eval()
     graph = build_graph(model, (3, side, side), arch)
     settings = LatencySettings(runtime=runtime, batch_size=batch, threads=1, warmup=5, repeats=20)
     build = lambda spec: rebuild(arch, spec, 10, 3, side)  # noqa: E731
     t0 = time.perf_counter()
-    table = build_table(graph, settings, count=LEVELS, build=build, calibrate=CALIBRATE)
+    table = build_table(graph, settings, count=LEVELS, build=build, calibrate=CALIBRATE, round_to=round_to)
     built = time.perf_counter() - t0
-    check = check_table(table, graph, build, n=N)  # other draws than the calibration's
+    check = check_table(table, graph, build, n=N, round_to=round_to)  # other draws than the calibration's
     fit = table.fit
 
     def ratio_errors(refit) -> list[float]:  # the check's networks, scored with another fit
@@ -75,6 +78,7 @@ def run_case(arch: str, side: int, batch: int, runtime: str) -> dict:
         "side": side,
         "batch": batch,
         "runtime": runtime,
+        "round_to": round_to,
         "build_s": built,
         "shapes": len(table.tables),
         "median_rel_error": check["median_rel_error"],
@@ -104,17 +108,20 @@ def _case(text: str) -> tuple[str, int, int]:
 
 
 def _key(row: dict) -> tuple:
-    return row["arch"], row["side"], row["batch"], row["runtime"]
+    return row["arch"], row["side"], row["batch"], row["runtime"], row.get("round_to", 1)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", nargs="+", type=_case, help="ARCH:SIDE:BATCH, merged into the stored rows")
+    parser.add_argument(
+        "--round-to", type=int, default=1, help="the random networks keep multiples of this (a search's round_to)"
+    )
     args = parser.parse_args()
     rows = []
     for arch, side, batch in args.cases or CASES:
         for runtime in RUNTIMES:
-            row = run_case(arch, side, batch, runtime)
+            row = run_case(arch, side, batch, runtime, args.round_to)
             print(row, flush=True)
             rows.append(row)
     stored = ROOT / "bench" / "results" / "latency.json"
@@ -126,7 +133,8 @@ def main() -> None:
         "",
         f"`python -m bench.latency`. Per-layer latency tables ({LEVELS} kept counts per layer side, "
         "layers of one shape share a table) predict the latency of "
-        f"{N} random pruned networks each (per-group keep ratios in [0.25, 1]); each network is "
+        f"{N} random pruned networks each (per-group keep ratios in [0.25, 1], counts kept in multiples of "
+        "`round_to` as a search with that setting keeps them; 1: any count); each network is "
         "then timed beside the whole one in alternating rounds (median of 20 runs after 5, one thread). "
         "**Ratio error** (what budget mode and the front use): the predicted latency ratio to the whole "
         "network against the ratio measured in those rounds. Calibrated (what a search uses): "
@@ -139,14 +147,14 @@ def main() -> None:
         "machine's drift since the table was built). Goal (#17): median error within 10%.",
         f"Machine: {machine()}.",
         "",
-        "| network | input, batch | runtime | ratio error, calibrated (solver) | worst | `ols` | worst "
+        "| network | input, batch | runtime | round_to | ratio error, calibrated (solver) | worst | `ols` | worst "
         "| `nonneg` | worst | uncalibrated | worst "
         "| repeat | worst | absolute ms error | worst | measured span (ms) | layer shapes | built in |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['arch']} | {r['side']}x{r['side']}, {r['batch']} | {r['runtime']} | "
+            f"| {r['arch']} | {r['side']}x{r['side']}, {r['batch']} | {r['runtime']} | {r.get('round_to', 1)} | "
             f"{100 * r['median_rel_error']:.1f}% ({r.get('solver', '-')}) | {100 * r['worst_rel_error']:.1f}% | "
             f"{_pct(r.get('median_rel_error_ols'))} | {_pct(r.get('worst_rel_error_ols'))} | "
             f"{_pct(r.get('median_rel_error_nonneg'))} | {_pct(r.get('worst_rel_error_nonneg'))} | "

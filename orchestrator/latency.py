@@ -27,13 +27,17 @@ def _key(cfg: SearchConfig, base: Baseline) -> str:
         "latency": cfg.latency.model_dump(mode="json"),
         "keep_min": cfg.search.keep_min,
         "fit": solver_for(cfg.latency.runtime),  # the calibration's solver (a table cached with another is rebuilt)
+        "round_to": cfg.search.round_to,  # the multiple its calibration and check networks keep
     }
     return hashlib.sha256(json.dumps(setting, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def build_and_check(arch: str, info, settings: LatencySettings, levels: int, keep_min: float) -> dict:
-    """Build the table for ``arch`` (weights do not change timings) and check it; runs
-    where it is called (a Ray task, or this process)."""
+def build_and_check(
+    arch: str, info, settings: LatencySettings, levels: int, keep_min: float, round_to: int = 1
+) -> dict:
+    """Build the table for ``arch`` (weights do not change timings) and check it, on random
+    networks that keep multiples of ``round_to`` as the search's do; runs where it is
+    called (a Ray task, or this process)."""
     from trials.groups import build_graph
     from trials.models import create_model
     from trials.prune import rebuild
@@ -42,8 +46,10 @@ def build_and_check(arch: str, info, settings: LatencySettings, levels: int, kee
     shape = (info.in_channels, info.input_size, info.input_size)
     graph = build_graph(model, shape, arch)
     build = lambda spec: rebuild(arch, spec, info.num_classes, info.in_channels, info.input_size)  # noqa: E731
-    table = build_table(graph, settings, count=levels, build=build, calibrate=CALIBRATION_NETWORKS, keep_min=keep_min)
-    check = check_table(table, graph, build, n=CHECK_NETWORKS, keep_min=keep_min)
+    table = build_table(
+        graph, settings, count=levels, build=build, calibrate=CALIBRATION_NETWORKS, keep_min=keep_min, round_to=round_to
+    )
+    check = check_table(table, graph, build, n=CHECK_NETWORKS, keep_min=keep_min, round_to=round_to)
     return {"table": table.to_dict(), "check": check}
 
 
@@ -64,7 +70,8 @@ def where_measured(cfg: SearchConfig, fn, *args):
 
 def latency_table(cfg: SearchConfig, base: Baseline, say=print) -> tuple[LatencyTable, dict]:
     """The table and its check, from the cache under the storage directory or built (a Ray
-    task on a node that can run a trial, when a search has connected)."""
+    task on a node that can run a trial, when a search has connected). ``cfg``'s
+    ``round_to`` is a number here (``resolve_round_to`` first): its networks keep it."""
     path = cfg.storage_dir() / f"latency-{_key(cfg, base)}.json"
     if path.is_file():
         say(f"latency: loaded the latency model {path}")
@@ -74,7 +81,8 @@ def latency_table(cfg: SearchConfig, base: Baseline, say=print) -> tuple[Latency
         say(
             f"latency: timing every layer shape over {lat.table_levels} channel counts ({lat.runtime}, {lat.device}) ..."
         )
-        args = (base.info.arch, base.info, lat.settings(), lat.table_levels, cfg.search.keep_min)
+        round_to = cfg.search.round_to if isinstance(cfg.search.round_to, int) else 1
+        args = (base.info.arch, base.info, lat.settings(), lat.table_levels, cfg.search.keep_min, round_to)
         doc = where_measured(cfg, build_and_check, *args)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(doc))
@@ -136,6 +144,15 @@ def resolve_round_to(cfg: SearchConfig, base: Baseline, say=print, client=None, 
     steps = ", ".join(f"{k}: {'step' if e['real'] else 'none'}" for k, e in report["evidence"].items())
     say(f"round_to auto: channel multiples of {m} ({report['layer']}; latency steps by multiple {steps or '-'})")
     if client is not None and run_id is not None:
-        client.log_metric(run_id, "round_to_auto", m)
-        client.log_text(run_id, json.dumps(report, indent=1), f"{LATENCY_DIR}/round_to.json")
+        log_round_to(cfg, base, client, run_id)
     return cfg.model_copy(update={"search": cfg.search.model_copy(update={"round_to": m})})
+
+
+def log_round_to(cfg: SearchConfig, base: Baseline, client, run_id: str) -> None:
+    """What ``round_to: auto`` measured (``resolve_round_to`` first, with this ``cfg``) on
+    ``run_id``: metric ``round_to_auto`` and ``latency/round_to.json``."""
+    if cfg.search.round_to != "auto":
+        return
+    report = json.loads((cfg.storage_dir() / f"round-to-{_key(cfg, base)}.json").read_text())
+    client.log_metric(run_id, "round_to_auto", int(report["round_to"]))
+    client.log_text(run_id, json.dumps(report, indent=1), f"{LATENCY_DIR}/round_to.json")

@@ -20,7 +20,7 @@ from orchestrator import progress
 from orchestrator.axis import ROW_EXTRAS
 from orchestrator.baseline import Baseline, prepare_baseline
 from orchestrator.config import SearchConfig, dump_config, flat_config
-from orchestrator.latency import latency_table, log_latency_model, resolve_round_to
+from orchestrator.latency import latency_table, log_latency_model, log_round_to, resolve_round_to
 from orchestrator.progress import TrackingCallback
 from orchestrator.reevaluate import reevaluate
 from orchestrator.resume import check_new, resume_config
@@ -235,15 +235,17 @@ def run_search(cfg: SearchConfig, *, resume: bool = False, say=print) -> list[di
     """
     _tune_env()
     cfg, base, graph, var_map = _prepare(cfg, resume, say)
+    given = cfg  # as the record logs it (round_to: auto, not what it measured)
+    cfg = resolve_round_to(cfg, base, say)  # round_to: auto, measured where latency is, cached
     table = check = None
-    if cfg.search.objective == "latency":  # a Ray task where trials run, cached
+    if cfg.search.objective == "latency":  # a Ray task where trials run, cached; its networks keep round_to
         table, check = latency_table(cfg, base, say)
         base.metrics["latency_ms"] = table.predict(table.sizes)  # the baseline's point of the front
-    record, callback = _record(cfg, base, resume, say)
+    record, callback = _record(given, base, resume, say)
     log_groups(record.client, record.parent_run_id, graph)  # the front page's width views
+    log_round_to(given, base, record.client, record.parent_run_id)
     if table is not None:
         log_latency_model(record.client, record.parent_run_id, table, check)
-    cfg = resolve_round_to(cfg, base, say, record.client, record.parent_run_id)  # round_to: auto, measured
     cfg, smap = search_map(cfg, base, graph, say)  # Ray tasks over the cluster, cached
     if smap is not None:
         log_sensitivity(record.client, record.parent_run_id, smap)

@@ -249,6 +249,7 @@ def build_table(
     calibrate: int = 8,
     keep_min: float = 0.25,
     solver: str | None = None,
+    round_to: int = 1,
 ) -> LatencyTable:
     """Time every layer shape of ``graph``'s network (``time_shapes`` may spread them over
     workers; by default they run here), then the whole network for the rest. With
@@ -257,7 +258,10 @@ def build_table(
     them (``solver``: see ``fit_calibration``; by default the runtime's, ``SOLVERS``):
     what isolated layers miss (caches, the
     framework's per-call time) is then learned, not assumed. The networks checked later
-    are other draws."""
+    are other draws. The random networks keep multiples of ``round_to``, as the search
+    that reads the table does: on ONNX Runtime a network of unaligned counts ran up to
+    2.4x slower than one of aligned counts and similar MACs (docs/benchmarks.md), a
+    regime the layers timed alone do not show."""
     check_runtime(settings)
     layer_settings = LatencySettings(**{**asdict(settings), "warmup": 3, "repeats": max(5, settings.repeats // 3)})
     layers, shapes = table_layers(graph)
@@ -275,7 +279,8 @@ def build_table(
         ref = _reference(graph, settings)
         rows, ys = [(*table.parts(sizes), 1.0)], [full]
         for _ in range(calibrate):
-            spec = ChannelSpec.from_ratios(graph.groups, {g.name: rng.uniform(keep_min, 1.0) for g in graph.groups})
+            ratios = {g.name: rng.uniform(keep_min, 1.0) for g in graph.groups}
+            spec = ChannelSpec.from_ratios(graph.groups, ratios, round_to)
             rows.append((*table.parts(spec.channels), 1.0))
             cut, whole = measure_side_by_side([build(spec), ref], shape, settings)
             ys.append(cut.median_ms / whole.median_ms * full)  # beside the whole network: drift cancels
@@ -330,12 +335,15 @@ def check_table(
     table: LatencyTable,
     graph: ChannelGraph,
     build: Callable[[ChannelSpec], nn.Module],
+    *,
     n: int = 20,
     keep_min: float = 0.25,
     seed: int = 0,
+    round_to: int = 1,
 ) -> dict:
     """Predicted against measured latency on ``n`` random pruned networks (per-group keep
-    ratios drawn in [keep_min, 1]), each timed beside the whole network in alternating
+    ratios drawn in [keep_min, 1], counts kept in multiples of ``round_to`` as the search
+    keeps them), each timed beside the whole network in alternating
     rounds. The error is the one budget mode and the front rely on: the predicted latency
     ratio (the network's prediction over the whole one's) against the measured ratio, as
     ``pairs`` of (predicted, measured) ms with the prediction scaled by the whole
@@ -349,7 +357,7 @@ def check_table(
     pairs, abs_pairs, channels, wholes = [], [], [], []
     for _ in range(n):
         ratios = {g.name: rng.uniform(keep_min, 1.0) for g in graph.groups}
-        spec = ChannelSpec.from_ratios(graph.groups, ratios)
+        spec = ChannelSpec.from_ratios(graph.groups, ratios, round_to)
         cut, whole = measure_side_by_side([build(spec), ref], shape, table.settings)
         predicted = table.predict(spec.channels)
         pairs.append((predicted / whole_pred * whole.median_ms, cut.median_ms))

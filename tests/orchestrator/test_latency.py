@@ -47,6 +47,8 @@ def test_the_table_is_built_checked_cached_and_logged_once(setting, tmp_path, mo
     again, check2 = latency.latency_table(cfg, base, said.append)
     assert "loaded the latency model" in said[-2] and json.dumps(check2) == json.dumps(check)
     assert again.to_dict() == json.loads(json.dumps(table.to_dict()))
+    aligned = cfg.model_copy(update={"search": cfg.search.model_copy(update={"round_to": 8})})
+    assert latency._key(aligned, base) != latency._key(cfg, base)  # its networks keep multiples of 8: another table
     other = cfg.model_copy(update={"latency": cfg.latency.model_copy(update={"batch_size": 4})})
     with pytest.raises(AssertionError, match="measured again"):
         latency.latency_table(other, base)  # another batch is another table
