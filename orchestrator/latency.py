@@ -144,15 +144,19 @@ def resolve_round_to(cfg: SearchConfig, base: Baseline, say=print, client=None, 
     steps = ", ".join(f"{k}: {'step' if e['real'] else 'none'}" for k, e in report["evidence"].items())
     say(f"round_to auto: channel multiples of {m} ({report['layer']}; latency steps by multiple {steps or '-'})")
     if client is not None and run_id is not None:
-        log_round_to(cfg, base, client, run_id)
+        _log_round_to_report(client, run_id, report)
     return cfg.model_copy(update={"search": cfg.search.model_copy(update={"round_to": m})})
 
 
 def log_round_to(cfg: SearchConfig, base: Baseline, client, run_id: str) -> None:
-    """What ``round_to: auto`` measured (``resolve_round_to`` first, with this ``cfg``) on
-    ``run_id``: metric ``round_to_auto`` and ``latency/round_to.json``."""
-    if cfg.search.round_to != "auto":
-        return
-    report = json.loads((cfg.storage_dir() / f"round-to-{_key(cfg, base)}.json").read_text())
+    """What ``round_to: auto`` measured (``resolve_round_to`` first, with this ``cfg``: its
+    cached report) on ``run_id``; nothing for a given multiple."""
+    if cfg.search.round_to == "auto":
+        report = json.loads((cfg.storage_dir() / f"round-to-{_key(cfg, base)}.json").read_text())
+        _log_round_to_report(client, run_id, report)
+
+
+def _log_round_to_report(client, run_id: str, report: dict) -> None:
+    """Metric ``round_to_auto`` and the report as ``latency/round_to.json``."""
     client.log_metric(run_id, "round_to_auto", int(report["round_to"]))
     client.log_text(run_id, json.dumps(report, indent=1), f"{LATENCY_DIR}/round_to.json")
