@@ -20,6 +20,7 @@ def network_parser(doc: str, builds: int) -> argparse.ArgumentParser:
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--builds", type=int, default=builds)
+    ap.add_argument("--clock", choices=("wall", "thread"), default="wall", help="latency.clock of every timing")
     return ap
 
 
@@ -32,7 +33,7 @@ def latency_case(args: argparse.Namespace, repeats: int):
 
     torch.manual_seed(0)
     torch.set_num_threads(1)
-    settings = LatencySettings(batch_size=args.batch, threads=1, warmup=5, repeats=repeats)
+    settings = LatencySettings(batch_size=args.batch, threads=1, warmup=5, repeats=repeats, clock=args.clock)
     build = lambda spec: rebuild(args.arch, spec, 10, args.in_channels, args.size)  # noqa: E731
     graph = build_graph(build(None), (args.in_channels, args.size, args.size), args.arch)
     return settings, build, graph

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from trials.criteria import CRITERIA
 from trials.data import DATASETS
-from trials.latency import OBJECTIVES, RUNTIMES, LatencySettings
+from trials.latency import CLOCKS, OBJECTIVES, RUNTIMES, LatencySettings
 from trials.regularizers import REGULARIZERS
 from trials.train import FinetuneConfig
 
@@ -86,7 +86,9 @@ class SearchSection(_Strict):
     keep_max: float = Field(1.0, gt=0, le=1)
     keep_step: float = Field(0.05, gt=0, le=1)
     # channel multiple every kept count is rounded to; auto: the multiple with real latency
-    # steps on the `latency` section's runtime and device, measured once per search
+    # steps on the `latency` section's runtime and device, measured once per search. Default
+    # (unset): auto with objective latency (any count sits between the kernels' steps, where a
+    # network pruned more can run slower: docs/benchmarks.md), 1 otherwise
     round_to: Annotated[int, Field(ge=1, le=1024)] | Literal["auto"] = 1
     # Default (unset): tpe where front_targets is on (it measured 3 points of hypervolume
     # above nsga2 there, docs/benchmarks.md), nsga2 otherwise
@@ -154,6 +156,8 @@ class SearchSection(_Strict):
             return data
         mode, objective = (data.get(name, cls.model_fields[name].default) for name in ("mode", "objective"))
         methods_unset = data.get("warm_start_methods") is None
+        if data.get("round_to") is None:
+            data = {**data, "round_to": "auto" if objective == "latency" else 1}
         if methods_unset:
             data = {**data, "warm_start_methods": ["sensitivity"] if (mode, objective) == ("budget", "macs") else []}
         if data.get("front_targets") is None:
@@ -294,11 +298,16 @@ class LatencySection(_Strict):
     # a Ray custom resource: latency is measured on the node(s) offering it (one measurement
     # machine for the cluster: `ray start --resources='{"edge_cpu": 1}'`); None: where trials run
     node_resource: str | None = Field(None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-:/]+$")
+    # wall: wall time; thread: the measuring thread's CPU time (device cpu, threads 1), which
+    # load from other processes on a shared machine does not stretch
+    clock: Literal[CLOCKS] = "wall"  # type: ignore[valid-type]
 
     @model_validator(mode="after")
     def _check(self) -> LatencySection:
         if not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
             raise ValueError(f"device: '{self.device}' is not one of cpu, cuda, cuda:N")
+        if self.clock == "thread" and (self.device != "cpu" or self.threads != 1):
+            raise ValueError("clock: thread needs device cpu and threads 1 (one thread's CPU time)")
         return self
 
     def settings(self) -> LatencySettings:

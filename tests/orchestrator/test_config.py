@@ -29,6 +29,11 @@ def test_quickstart_is_a_digits_front_search():
 def test_round_to_takes_a_multiple_or_auto():
     assert validate_config({"name": "x", "search": {"round_to": "auto"}}).search.round_to == "auto"
     assert validate_config({"name": "x", "search": {"round_to": 8}}).search.round_to == 8
+    # unset: auto where latency is the objective, 1 otherwise; given, as given
+    assert validate_config({"name": "x"}).search.round_to == 1
+    latency = {"mode": "budget", "objective": "latency", "target": 0.5}
+    assert validate_config({"name": "x", "search": latency}).search.round_to == "auto"
+    assert validate_config({"name": "x", "search": {**latency, "round_to": 1}}).search.round_to == 1
 
 
 def test_resolved_config_round_trips():
@@ -55,6 +60,8 @@ def test_resolved_config_round_trips():
         ({"name": "x", "latency": {"runtime": "tensorrt"}}, "latency.runtime"),
         ({"name": "x", "latency": {"device": "tpu"}}, "latency.device: .tpu. is not one of cpu, cuda"),
         ({"name": "x", "latency": {"repeats": 1}}, "latency.repeats"),
+        ({"name": "x", "latency": {"clock": "thread"}}, "latency.clock: thread needs device cpu and threads 1"),
+        ({"name": "x", "latency": {"clock": "cpu"}}, "latency.clock"),
         (
             {"name": "x", "search": {"objective": "latency"}, "latency": {"device": "cuda"}},
             "latency.device: cuda is measured where trials run: it needs trial.gpu > 0",

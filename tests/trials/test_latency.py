@@ -1,6 +1,7 @@
 """Latency measured on both runtimes (trials/latency.py)."""
 
 import sys
+import time
 
 import pytest
 import torch
@@ -64,6 +65,34 @@ def test_an_unknown_runtime_or_a_missing_device_is_refused():
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="no CUDA device"):
             check_runtime(LatencySettings(device="cuda"))
+
+
+class _Sleeps(nn.Module):
+    """A forward pass that waits 20 ms off the CPU, as when other processes hold the core."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        time.sleep(0.02)
+        return self.conv(x)
+
+
+def test_the_thread_clock_counts_the_forward_pass_not_time_off_the_cpu():
+    wall = measure(_Sleeps(), SHAPE, FAST)
+    thread = measure(_Sleeps(), SHAPE, LatencySettings(**_fast(), clock="thread"))
+    assert wall.median_ms >= 20 and thread.median_ms < 10
+    small, wide = measure_side_by_side([_conv(4), _conv(96)], SHAPE, LatencySettings(**_fast(), clock="thread"))
+    assert wide.median_ms > 3 * small.median_ms > 0
+
+
+def test_the_thread_clock_is_refused_off_one_cpu_thread():
+    for settings in (LatencySettings(threads=None, clock="thread"), LatencySettings(threads=2, clock="thread")):
+        with pytest.raises(UserError, match="latency.clock thread needs latency.device cpu and latency.threads 1"):
+            check_runtime(settings)
+    with pytest.raises(UserError, match="latency.clock 'cpu' is unknown"):
+        check_runtime(LatencySettings(clock="cpu"))
 
 
 def test_the_onnx_export_matches_pytorch_and_a_changed_weight_is_caught():
