@@ -112,7 +112,8 @@ def search(args: argparse.Namespace) -> int:
         return EXIT_OUTAGE
     front = [r for r in rows if r["pareto"]]
     done = sum(not r.get("baseline") for r in rows)
-    print(f"\nPareto front of '{cfg.name}' ({len(front)} of {done} finished trials and the baseline):")
+    points = f"{len(front)} point{'s' * (len(front) != 1)}"
+    print(f"\nPareto front of '{cfg.name}' ({points}, from {done} finished trials and the baseline):")
     print(format_rows(front))
     from orchestrator.store import resolve_uri
 

@@ -285,7 +285,7 @@ def test_trials_that_turn_nan_fail_with_their_reason_and_the_search_goes_on(tmp_
         trial={"lr": 1e12},  # checked at the end of the budget (and every 50 steps)
     )
     code, out = Lines(_start(tmp_path, three_nodes, bad)).finish(timeout=600)
-    assert code == 0 and "(1 of 0 finished trials and the baseline)" in out, out[-3000:]
+    assert code == 0 and "(1 point, from 0 finished trials and the baseline)" in out, out[-3000:]
     _, parents, children = _runs(mlflow_server, "it-fail")
     assert len(children) == 2 and all(c.info.status == "FAILED" for c in children)
     assert all("non-finite" in c.data.tags["prunetune.error"] for c in children)
