@@ -72,50 +72,57 @@ def run(mode: str, trials: int, steps: int) -> dict:
         exp = client.get_experiment_by_name("bench-overhead")
         runs = client.search_runs([exp.experiment_id], max_results=1000)
         parent = next(r for r in runs if r.data.tags.get(ROLE) == "search")
-        children = [r for r in runs if r.data.tags.get(ROLE) == "trial"]
-        secs = [c.data.metrics["trial_seconds"] for c in children]
-        tune = parent.data.metrics["tune_seconds"]
-        slots = 2
-        busy = sum(secs) / (slots * tune)
-        rounds = -(-trials // slots)
-        # the tail: in the last round, the slots that have no trial to run
-        tail = (rounds * slots - trials) * (sum(secs) / len(secs)) / (slots * tune)
-        # Between trials on one slot: from a trial's end to the next trial's start there
-        # (Tune's result handling, the actor's reset, the next config, the trial's setup).
+        secs = [r.data.metrics["trial_seconds"] for r in runs if r.data.tags.get(ROLE) == "trial"]
         finals = []
         for path in Path(tmp, "runs", "bench-overhead", "tune").glob("*/result.json"):
             rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
             finals += [r for r in rows if r.get("final") and "started_at" in r]
-        gaps, starts, ends = [], [], []
-        began = parent.data.metrics["tune_started_at"]
-        for node in {r["node_id"] for r in finals}:
-            mine = sorted((r for r in finals if r["node_id"] == node), key=lambda r: r["started_at"])
-            gaps += [b["started_at"] - a["started_at"] - a["trial_seconds"] for a, b in zip(mine, mine[1:])]
-            starts.append(mine[0]["started_at"] - began)  # Tune's start to the slot's first trial code
-            ends.append(began + tune - mine[-1]["started_at"] - mine[-1]["trial_seconds"])  # last trial to Tune's end
-        between = sum(gaps) / (slots * tune)
         return {
             "mode": mode,
             "trials": trials,
             "steps": steps,
-            "mean_trial_seconds": sum(secs) / len(secs),
-            "min_trial_seconds": min(secs),
-            "max_trial_seconds": max(secs),
-            "tune_seconds": tune,
             "command_seconds": wall,
-            "busy_share": busy,
-            "tail_share": tail,
-            "per_trial_gap_seconds": (slots * tune * (1 - tail) - sum(secs)) / trials,
-            "between_trials_share": between,
-            "between_trials_seconds": sum(gaps) / max(1, len(gaps)),
-            "start_and_end_share": 1 - busy - tail - between,
-            "first_start_seconds": sum(starts) / len(starts),
-            "last_end_seconds": sum(ends) / len(ends),
-            # from the search's last trial to Tune's end: Tune's shutdown alone
-            "shutdown_seconds": min(ends),
-            # a slot idle while the other runs its last trial (trial times differ)
-            "imbalance_seconds": sum(e - min(ends) for e in ends) / len(ends),
+            **_shares(parent, secs, finals, trials),
         }
+
+
+def _shares(parent, secs: list[float], finals: list[dict], trials: int) -> dict:
+    """Where the Tune run's slot time went: trials, the last round's tail, between trials on
+    a slot, and the start and end, from the trials' own times and Tune's final results."""
+    tune = parent.data.metrics["tune_seconds"]
+    slots = 2
+    busy = sum(secs) / (slots * tune)
+    rounds = -(-trials // slots)
+    # the tail: in the last round, the slots that have no trial to run
+    tail = (rounds * slots - trials) * (sum(secs) / len(secs)) / (slots * tune)
+    # Between trials on one slot: from a trial's end to the next trial's start there
+    # (Tune's result handling, the actor's reset, the next config, the trial's setup).
+    gaps, starts, ends = [], [], []
+    began = parent.data.metrics["tune_started_at"]
+    for node in {r["node_id"] for r in finals}:
+        mine = sorted((r for r in finals if r["node_id"] == node), key=lambda r: r["started_at"])
+        gaps += [b["started_at"] - a["started_at"] - a["trial_seconds"] for a, b in zip(mine, mine[1:])]
+        starts.append(mine[0]["started_at"] - began)  # Tune's start to the slot's first trial code
+        ends.append(began + tune - mine[-1]["started_at"] - mine[-1]["trial_seconds"])  # last trial to Tune's end
+    between = sum(gaps) / (slots * tune)
+    return {
+        "mean_trial_seconds": sum(secs) / len(secs),
+        "min_trial_seconds": min(secs),
+        "max_trial_seconds": max(secs),
+        "tune_seconds": tune,
+        "busy_share": busy,
+        "tail_share": tail,
+        "per_trial_gap_seconds": (slots * tune * (1 - tail) - sum(secs)) / trials,
+        "between_trials_share": between,
+        "between_trials_seconds": sum(gaps) / max(1, len(gaps)),
+        "start_and_end_share": 1 - busy - tail - between,
+        "first_start_seconds": sum(starts) / len(starts),
+        "last_end_seconds": sum(ends) / len(ends),
+        # from the search's last trial to Tune's end: Tune's shutdown alone
+        "shutdown_seconds": min(ends),
+        # a slot idle while the other runs its last trial (trial times differ)
+        "imbalance_seconds": sum(e - min(ends) for e in ends) / len(ends),
+    }
 
 
 def section(res: dict) -> str:

@@ -232,6 +232,42 @@ def _ms(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
     return f"{scale * statistics.mean(values):.{digits}f} ± {scale * sd:.{digits}f}"
 
 
+def _budget_rows(seeds: list, methods: tuple, label: dict) -> list[str]:
+    """Budget mode's rows: each method's test accuracy per cut (Δ to uniform), then its val."""
+    lines: list[str] = []
+    for m in methods:
+        cells = []
+        for c in CUTS:
+            key = f"{c:.2f}"
+            acc = [s["budget"][key][m]["test"] for s in seeds]
+            cell = _ms(acc)
+            if m != "uniform":
+                delta = [s["budget"][key][m]["test"] - s["budget"][key]["uniform"]["test"] for s in seeds]
+                cell += f" (Δ {_ms(delta)})"
+            cells.append(cell)
+        lines.append(f"| {label[m]} | " + " | ".join(cells) + " |")
+    lines += ["", "The winners' val accuracy (what the search ranked on; in %):", ""]
+    lines += ["| method | " + " | ".join(f"{c:.0%}" for c in CUTS) + " |", "|---|" + "---|" * len(CUTS)]
+    for m in methods:
+        cells = [_ms([s["budget"][f"{c:.2f}"][m]["val"] for s in seeds]) for c in CUTS]
+        lines.append(f"| {label[m]} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _front_rows(seeds: list, front_label: dict) -> list[str]:
+    """Front mode's rows: each method's hypervolume on test (Δ to uniform) and val, front size."""
+    lines: list[str] = []
+    for m in [m for m in front_label if all(m in s["front"] for s in seeds)]:
+        f = [s["front"][m] for s in seeds]
+        delta = [s["front"][m]["hv_test"] - s["front"]["uniform"]["hv_test"] for s in seeds]
+        hv = _ms([x["hv_test"] for x in f], digits=2) + ("" if m == "uniform" else f" (Δ {_ms(delta, digits=2)})")
+        lines.append(
+            f"| {front_label[m]} | {hv} | {_ms([x['hv_val'] for x in f], digits=2)} | "
+            f"{statistics.mean(x['size'] for x in f):.1f} |"
+        )
+    return lines
+
+
 def table(results: dict) -> str:
     seeds, n = results["seeds"], results["trials_per_search"]
     methods = ("uniform",) + SAMPLERS
@@ -265,22 +301,7 @@ def table(results: dict) -> str:
         "| method | " + " | ".join(f"{c:.0%} MACs cut" for c in CUTS) + " |",
         "|---|" + "---|" * len(CUTS),
     ]
-    for m in methods:
-        cells = []
-        for c in CUTS:
-            key = f"{c:.2f}"
-            acc = [s["budget"][key][m]["test"] for s in seeds]
-            cell = _ms(acc)
-            if m != "uniform":
-                delta = [s["budget"][key][m]["test"] - s["budget"][key]["uniform"]["test"] for s in seeds]
-                cell += f" (Δ {_ms(delta)})"
-            cells.append(cell)
-        lines.append(f"| {label[m]} | " + " | ".join(cells) + " |")
-    lines += ["", "The winners' val accuracy (what the search ranked on; in %):", ""]
-    lines += ["| method | " + " | ".join(f"{c:.0%}" for c in CUTS) + " |", "|---|" + "---|" * len(CUTS)]
-    for m in methods:
-        cells = [_ms([s["budget"][f"{c:.2f}"][m]["val"] for s in seeds]) for c in CUTS]
-        lines.append(f"| {label[m]} | " + " | ".join(cells) + " |")
+    lines += _budget_rows(seeds, methods, label)
     won_by_uniform = {
         m: sum(_best(s["budget"][f"{c:.2f}"][m]["all"])["warm_start"] for s in seeds for c in CUTS)
         for m in ("tpe", "nsga2")
@@ -298,14 +319,7 @@ def table(results: dict) -> str:
         "| method | HV, test accuracy of the val front (Δ to uniform) | HV, val accuracy | front size |",
         "|---|---|---|---|",
     ]
-    for m in [m for m in front_label if all(m in s["front"] for s in seeds)]:
-        f = [s["front"][m] for s in seeds]
-        delta = [s["front"][m]["hv_test"] - s["front"]["uniform"]["hv_test"] for s in seeds]
-        hv = _ms([x["hv_test"] for x in f], digits=2) + ("" if m == "uniform" else f" (Δ {_ms(delta, digits=2)})")
-        lines.append(
-            f"| {front_label[m]} | {hv} | {_ms([x['hv_val'] for x in f], digits=2)} | "
-            f"{statistics.mean(x['size'] for x in f):.1f} |"
-        )
+    lines += _front_rows(seeds, front_label)
     secs = [r["seconds"] for s in seeds for c in s["budget"].values() for m in SAMPLERS for r in c[m]["all"]]
     lines += ["", f"Trial time: {statistics.median(secs):.1f} s median (prune, adaptive BN, fine-tune, evaluate)."]
     return "\n".join(lines)

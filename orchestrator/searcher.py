@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import optuna
 from ray.tune.search.optuna import OptunaSearch
 
@@ -101,6 +103,24 @@ class PrunetuneOptunaSearch(OptunaSearch):
         return self._keys_by_trial
 
 
+class NSGAIISampler(optuna.samplers.NSGAIISampler):
+    """Optuna's NSGA-II, picklable: Optuna 5.1 gave it a thread lock (its generation cache)
+    and no ``__getstate__``, so Ray Tune could not snapshot a searcher holding it (every
+    nsga2 search failed at its first Tune run: "cannot pickle '_thread.lock' object").
+    The lock guards a cache; a restored sampler starts with a new one."""
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        if "_thread_lock" in state:
+            state["_thread_lock"] = None  # a lock does not pickle: __setstate__ makes a new one
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if "_thread_lock" in state:
+            self._thread_lock = threading.Lock()
+
+
 def sampler(cfg: SearchConfig) -> optuna.samplers.BaseSampler:
     s = cfg.search
     if s.sampler == "tpe":
@@ -109,7 +129,7 @@ def sampler(cfg: SearchConfig) -> optuna.samplers.BaseSampler:
         base = optuna.samplers.RandomSampler(seed=s.seed)
     else:
         population = s.population_size or max(4, min(50, s.num_trials // 4))
-        base = optuna.samplers.NSGAIISampler(seed=s.seed, population_size=population)
+        base = NSGAIISampler(seed=s.seed, population_size=population)
     if s.fill:  # a share of the trials fills the front's widest gaps
         return FrontFillSampler(base, s.fill, low=target_distribution(s.keep_min).low)
     return base

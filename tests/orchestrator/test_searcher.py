@@ -126,3 +126,27 @@ def test_behind_ray_tunes_searcher_a_fill_trial_lands_in_the_widest_gap_and_surv
         assert filled[FILL] == "t0", filled  # the shape of the gap's cheaper end, by Ray's trial id
     with pytest.raises(Exception, match="fill: places trials between front points"):
         validate_config({"name": "t", "search": {"fill": 0.5, "mode": "budget", "macs_target": 0.5}})
+
+
+@pytest.mark.parametrize("name", ["nsga2", "tpe", "random"])
+def test_every_sampler_survives_the_snapshots_ray_tune_takes(tmp_path, name):
+    """Tune pickles the searcher when a run starts (the Tuner's own state) and at every
+    snapshot; Optuna 5.1's NSGA-II held a thread lock that failed both, so every nsga2
+    search (budget mode's default sampler) died before its first trial."""
+    from ray import cloudpickle
+
+    from orchestrator.config import validate_config
+    from orchestrator.searcher import new_searcher
+
+    var_map = {"a": ["a"], "b": ["b"]}
+    cfg = validate_config({"name": "t", "search": {"mode": "budget", "macs_target": 0.5, "sampler": name}})
+    searcher = new_searcher(cfg, var_map, [("uniform@0.5", {"a": 0.5, "b": 0.5})])
+    for i in range(3):
+        searcher.suggest(f"t{i}")
+        searcher.on_trial_complete(f"t{i}", {"val_accuracy": 0.5 + i / 10, "macs": 1.0, "final": True})
+    cloudpickle.loads(cloudpickle.dumps(searcher))  # the Tuner's state at its start
+    path = tmp_path / "searcher.pkl"
+    searcher.save(str(path))
+    restored = new_searcher(cfg, var_map, [])
+    restored.restore(str(path))
+    assert restored.suggest("t3") is not None  # the restored sampler samples (a new lock where it had one)
