@@ -85,13 +85,10 @@ def time_shapes_paired(shapes: dict[str, dict], settings: LatencySettings, count
     return out
 
 
-def main() -> None:
-    ap = network_parser(__doc__, builds=3)
-    ap.add_argument("--variants", default="today,repeats,paired,calib16")
-    args = ap.parse_args()
-    settings, build, graph = latency_case(args, repeats=20)
+def _variants(settings: LatencySettings) -> dict:
+    """Each variant's layer timing (and calibration count), as the module docstring lists them."""
     old = replace(settings, warmup=3, repeats=max(5, settings.repeats // 3))
-    variants = {
+    return {
         "today": {"time_shapes": lambda shapes: {k: time_shape(s, old, 6) for k, s in shapes.items()}},
         "repeats": {
             "time_shapes": lambda shapes: {k: time_shape(s, replace(settings, warmup=3), 6) for k, s in shapes.items()}
@@ -117,6 +114,14 @@ def main() -> None:
             "calibrate": 16,
         },
     }
+
+
+def main() -> None:
+    ap = network_parser(__doc__, builds=3)
+    ap.add_argument("--variants", default="today,repeats,paired,calib16")
+    args = ap.parse_args()
+    settings, build, graph = latency_case(args, repeats=20)
+    variants = _variants(settings)
     chosen = args.variants.split(",")
     medians: dict[str, list[float]] = {v: [] for v in chosen}
     for i in range(args.builds):
