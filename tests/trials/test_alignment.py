@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from trials.alignment import CANDIDATES, WINDOW, auto_round_to, choose_multiple
+from trials.alignment import CANDIDATES, NARROW, WINDOW, auto_round_to, choose_multiple, timed_layer
 from trials.groups import build_graph
 from trials.latency import LatencySettings
 from trials.models import create_model
@@ -43,3 +43,16 @@ def test_the_multiple_is_capped_at_half_the_narrowest_group():
     graph = build_graph(model, (3, 16, 16), "resnet20")
     chosen, report = auto_round_to(graph, LatencySettings(), timer=lambda g, s: ("layer3", _stairs(32)))
     assert report["found"] == 32 and report["cap"] == 8 and chosen == 8  # 16-wide stage-1 groups keep 8 or 16
+
+
+def test_the_layer_timed_is_narrow_enough_to_judge_a_multiple():
+    """The heaviest layer at most NARROW wide: on MobileNetV2 not its 1280-wide layer, where a
+    step of 32 channels is 2.6% of the width and no multiple was judged (auto kept any count);
+    on ResNet-20 a 64-wide conv of the last stage, as before."""
+    graph = build_graph(create_model("mobilenet_v2", 10, 3).eval(), (3, 32, 32), "mobilenet_v2")
+    layer, _ = timed_layer(graph)
+    assert layer.out_width <= NARROW and not layer.depthwise
+    assert max(g.channels for g in graph.groups) == 1280
+    graph = build_graph(create_model("resnet20", 10, 3).eval(), (3, 32, 32), "resnet20")
+    layer, _ = timed_layer(graph)
+    assert layer.name.startswith("layer3") and layer.out_width == 64
