@@ -125,18 +125,26 @@ def _aligned(arch: str, info, settings: LatencySettings) -> dict:
     return report
 
 
+def _round_to_path(cfg: SearchConfig, base: Baseline):
+    """Where ``round_to: auto``'s report is cached: keyed like the table, and by the rule that
+    picks the layer it times (a report from the widest-layer rule is measured again)."""
+    from trials.alignment import NARROW
+
+    return cfg.storage_dir() / f"round-to-{_key(cfg, base)}-narrow{NARROW}.json"
+
+
 def resolve_round_to(cfg: SearchConfig, base: Baseline, say=print, client=None, run_id: str | None = None):
     """``search.round_to: auto`` measured (where latency is measured, cached beside the
     baseline) and put in: the config with the chosen multiple; logged on ``run_id`` as
     metric ``round_to_auto`` and ``latency/round_to.json``. Other configs come back as given."""
     if cfg.search.round_to != "auto":
         return cfg
-    path = cfg.storage_dir() / f"round-to-{_key(cfg, base)}.json"
+    path = _round_to_path(cfg, base)
     if path.is_file():
         report = json.loads(path.read_text())
     else:
         lat = cfg.latency
-        say(f"round_to auto: timing the widest layer over its widths ({lat.runtime}, {lat.device}) ...")
+        say(f"round_to auto: timing one layer over its widths ({lat.runtime}, {lat.device}) ...")
         report = where_measured(cfg, _aligned, base.info.arch, base.info, lat.settings())
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(report))
@@ -152,7 +160,7 @@ def log_round_to(cfg: SearchConfig, base: Baseline, client, run_id: str) -> None
     """What ``round_to: auto`` measured (``resolve_round_to`` first, with this ``cfg``: its
     cached report) on ``run_id``; nothing for a given multiple."""
     if cfg.search.round_to == "auto":
-        report = json.loads((cfg.storage_dir() / f"round-to-{_key(cfg, base)}.json").read_text())
+        report = json.loads(_round_to_path(cfg, base).read_text())
         _log_round_to_report(client, run_id, report)
 
 

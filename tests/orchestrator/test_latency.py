@@ -70,7 +70,7 @@ def test_round_to_auto_is_put_in_from_its_cache_and_a_given_multiple_is_left(set
     given = cfg.model_copy(update={"search": cfg.search.model_copy(update={"round_to": 8})})
     assert latency.resolve_round_to(given, base) is given
     report = {"round_to": 4, "layer": "layer3.0.conv1", "evidence": {"4": {"real": True}, "8": {"real": False}}}
-    path = cfg.storage_dir() / f"round-to-{latency._key(cfg, base)}.json"
+    path = latency._round_to_path(cfg, base)
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(report))
     said = []
