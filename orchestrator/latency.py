@@ -133,10 +133,10 @@ def _round_to_path(cfg: SearchConfig, base: Baseline):
     return cfg.storage_dir() / f"round-to-{_key(cfg, base)}-narrow{NARROW}.json"
 
 
-def resolve_round_to(cfg: SearchConfig, base: Baseline, say=print, client=None, run_id: str | None = None):
+def resolve_round_to(cfg: SearchConfig, base: Baseline, say=print):
     """``search.round_to: auto`` measured (where latency is measured, cached beside the
-    baseline) and put in: the config with the chosen multiple; logged on ``run_id`` as
-    metric ``round_to_auto`` and ``latency/round_to.json``. Other configs come back as given."""
+    baseline) and put in: the config with the chosen multiple (``log_round_to`` logs what
+    was measured). Other configs come back as given."""
     if cfg.search.round_to != "auto":
         return cfg
     path = _round_to_path(cfg, base)
@@ -151,20 +151,14 @@ def resolve_round_to(cfg: SearchConfig, base: Baseline, say=print, client=None, 
     m = int(report["round_to"])
     steps = ", ".join(f"{k}: {'step' if e['real'] else 'none'}" for k, e in report["evidence"].items())
     say(f"round_to auto: channel multiples of {m} ({report['layer']}; latency steps by multiple {steps or '-'})")
-    if client is not None and run_id is not None:
-        _log_round_to_report(client, run_id, report)
     return cfg.model_copy(update={"search": cfg.search.model_copy(update={"round_to": m})})
 
 
 def log_round_to(cfg: SearchConfig, base: Baseline, client, run_id: str) -> None:
     """What ``round_to: auto`` measured (``resolve_round_to`` first, with this ``cfg``: its
-    cached report) on ``run_id``; nothing for a given multiple."""
+    cached report) on ``run_id``: metric ``round_to_auto`` and ``latency/round_to.json``;
+    nothing for a given multiple."""
     if cfg.search.round_to == "auto":
         report = json.loads(_round_to_path(cfg, base).read_text())
-        _log_round_to_report(client, run_id, report)
-
-
-def _log_round_to_report(client, run_id: str, report: dict) -> None:
-    """Metric ``round_to_auto`` and the report as ``latency/round_to.json``."""
-    client.log_metric(run_id, "round_to_auto", int(report["round_to"]))
-    client.log_text(run_id, json.dumps(report, indent=1), f"{LATENCY_DIR}/round_to.json")
+        client.log_metric(run_id, "round_to_auto", int(report["round_to"]))
+        client.log_text(run_id, json.dumps(report, indent=1), f"{LATENCY_DIR}/round_to.json")

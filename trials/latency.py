@@ -55,6 +55,12 @@ class Timing:
     repeats: int
 
 
+_THREAD_CLOCK = (
+    "latency.clock thread needs latency.device cpu and latency.threads 1: one thread's CPU time "
+    "is the forward pass's time only where that thread does all the work"
+)
+
+
 def check_runtime(settings: LatencySettings) -> None:
     """Refuse, naming the fix, what cannot be measured here."""
     if settings.runtime not in RUNTIMES:
@@ -73,12 +79,6 @@ def check_runtime(settings: LatencySettings) -> None:
             raise UserError(f"latency.runtime onnxruntime needs the latency extra: {ONNX_EXTRA}") from None
         if settings.device.startswith("cuda") and "CUDAExecutionProvider" not in _providers():
             raise UserError("latency.device cuda with onnxruntime needs onnxruntime-gpu (no CUDA provider here)")
-
-
-_THREAD_CLOCK = (
-    "latency.clock thread needs latency.device cpu and latency.threads 1: one thread's CPU time "
-    "is the forward pass's time only where that thread does all the work"
-)
 
 
 def _providers() -> list[str]:

@@ -77,7 +77,8 @@ def test_round_to_auto_is_put_in_from_its_cache_and_a_given_multiple_is_left(set
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(uri)
     run_id = client.create_run(client.create_experiment("lat")).info.run_id
-    resolved = latency.resolve_round_to(cfg, base, said.append, client, run_id)
+    resolved = latency.resolve_round_to(cfg, base, said.append)
+    latency.log_round_to(cfg, base, client, run_id)
     assert resolved.search.round_to == 4 and cfg.search.round_to == "auto"
     assert "channel multiples of 4 (layer3.0.conv1; latency steps by multiple 4: step, 8: none)" in said[-1]
     assert client.get_run(run_id).data.metrics["round_to_auto"] == 4
